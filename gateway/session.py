@@ -1,0 +1,367 @@
+"""One gateway connection: the WebSocket, its send queue, heartbeats and delivery.
+
+Events reach a connection only after they are committed to the outbox; the
+connection numbers what it has queued so that an event arriving both from the
+stored backlog and live is sent once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Final
+
+from aiohttp import WSMsgType, web
+
+from server.auth import Auth, resolve_token
+from server.certs import load_id_cert
+from server.ratelimit import RateLimiter
+from server.state import STATE, ServerState
+from server.trust import verify_invalidation_signature
+from storage import certs as cert_store
+from storage import outbox
+from storage import sessions as session_store
+from storage.outbox import OutboxEvent
+
+from .errors import CloseCode, ProtocolViolation
+from .messages import (
+    ActorCertificateInvalidation,
+    ClientMessage,
+    Heartbeat,
+    Identify,
+    Op,
+    Resume,
+    ServiceChannel,
+    decode_client_frame,
+    encode_control,
+    encode_event,
+    encode_event_list,
+)
+from .protocol import ConnectionState, GatewayProtocol
+
+__all__ = ["GatewayConnection", "gateway_handler"]
+
+logger = logging.getLogger(__name__)
+
+_BACKLOG_PAGE: Final = 500
+_CLOSE_TIMEOUT: Final = 2.0
+# aiohttp itself refuses frames this many times over the limit (close 1009),
+# before they are read into memory; smaller oversized frames get 4002 here.
+_HARD_FRAME_FACTOR: Final = 16
+
+
+async def gateway_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /p2core/gateway``: upgrade and serve one connection until it closes."""
+    state = request.app[STATE]
+    ws = web.WebSocketResponse(
+        max_msg_size=state.config.gateway.max_frame_bytes * _HARD_FRAME_FACTOR,
+        timeout=_CLOSE_TIMEOUT,
+        autoping=True,
+    )
+    await ws.prepare(request)
+    connection = GatewayConnection(state, ws, request.remote or "unknown")
+    await connection.run()
+    return ws
+
+
+class GatewayConnection:
+    """Serves one WebSocket: reads frames, writes through a bounded queue."""
+
+    def __init__(self, state: ServerState, ws: web.WebSocketResponse, peer: str) -> None:
+        self._state = state
+        self._ws = ws
+        self._config = state.config.gateway
+        self._protocol = GatewayProtocol()
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(self._config.send_queue_max)
+        self._limiter = RateLimiter(self._config.rate_per_minute)
+        self._beat = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._auth: Auth | None = None
+        self._token = ""
+        self._syncing = False
+        self._held: list[OutboxEvent] = []
+        self._last_queued = -1
+        self._services: set[str] = set()
+        self._closing = False
+        self._closer: asyncio.Task[None] | None = None
+        self.log = logging.LoggerAdapter(logger, {"peer": peer})
+
+    # -- lifecycle
+
+    async def run(self) -> None:
+        """Serve until the connection closes, whoever closes it."""
+        self._spawn(self._writer())
+        self._send(Op.HELLO, {"heartbeat_interval": self._config.heartbeat_interval_ms})
+        self._spawn(self._watchdog())
+        try:
+            await self._read_loop()
+        except ProtocolViolation as exc:
+            self.log.warning("protocol violation code=%d reason=%s", exc.close_code, exc)
+            await self.close(exc.close_code, exc.reason)
+        finally:
+            await self._shutdown()
+
+    async def _read_loop(self) -> None:
+        interval = self._config.heartbeat_interval_ms
+        while not self._closing:
+            message = await self._ws.receive()
+            if message.type is WSMsgType.TEXT:
+                await self._on_text(message.data)
+            elif message.type is WSMsgType.BINARY:
+                raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "binary frame")
+            else:
+                self.log.debug("= socket ended type=%s interval=%d", message.type, interval)
+                return
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with ``code``; undelivered events stay in the outbox."""
+        if self._closing:
+            return
+        self._closing = True
+        self._protocol.closed()
+        self.log.info("= connection closing code=%d reason=%s", code, reason)
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._ws.close(code=code, message=reason.encode()[:120])
+        except (TimeoutError, ConnectionError):
+            transport = self._ws._req.transport if self._ws._req else None  # noqa: SLF001
+            if transport is not None:
+                transport.abort()
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close from outside the read loop (watchdog, slow reader) without waiting."""
+        if self._closer is None and not self._closing:
+            self._closer = asyncio.create_task(self.close(code, reason))
+
+    async def _shutdown(self) -> None:
+        if self._auth is not None:
+            self._state.hub.detach(self._auth.session.id, self)
+        for task in tuple(self._tasks):
+            task.cancel()
+        for task in tuple(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
+        elif not self._ws.closed:
+            await self.close(CloseCode.GOING_AWAY, "connection ended")
+        self._closing = True
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- sending
+
+    def _send(self, op: Op, d: Any) -> None:
+        self._enqueue(encode_control(op, d))
+
+    def _enqueue(self, frame: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.log.warning("send queue full, closing slow reader")
+            self.request_close(CloseCode.POLICY_VIOLATION, "send queue full")
+
+    async def _writer(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            await self._ws.send_frame(frame, WSMsgType.TEXT)
+
+    def push_event(self, event: OutboxEvent) -> None:
+        """A committed event for this session (called by the hub)."""
+        if self._syncing:
+            self._held.append(event)
+            if len(self._held) > self._config.send_queue_max:
+                self.request_close(CloseCode.POLICY_VIOLATION, "send queue full")
+            return
+        self._queue_event(event)
+
+    def _queue_event(self, event: OutboxEvent) -> None:
+        if event.seq <= self._last_queued:
+            return
+        self._last_queued = event.seq
+        self._protocol.sent(event.seq)
+        self._enqueue(encode_event(event))
+
+    # -- receiving
+
+    async def _on_text(self, text: str) -> None:
+        if len(text) > self._config.max_frame_bytes:
+            raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "frame too large")
+        if self._limiter.check("frames"):
+            raise ProtocolViolation(CloseCode.RATE_LIMITED, "too many frames")
+        op, d = decode_client_frame(text)
+        message = self._protocol.receive(op, d)
+        self.log.debug("< op=%d", op)
+        await self._dispatch(message)
+
+    async def _dispatch(self, message: ClientMessage) -> None:
+        match message:
+            case Heartbeat():
+                await self._on_heartbeat(message)
+            case Identify():
+                await self._authenticate(message.token, resume_from=None)
+            case Resume():
+                await self._authenticate(message.token, resume_from=message.s)
+            case ServiceChannel():
+                self._on_service_channel(message)
+            case ActorCertificateInvalidation():
+                await self._on_invalidation(message)
+
+    async def _on_heartbeat(self, message: Heartbeat) -> None:
+        self._beat.set()
+        resent: list[OutboxEvent] = []
+        if self._auth is not None:
+            if await resolve_token(self._state.db.reader, self._token, int(time.time())) is None:
+                raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "token is no longer valid")
+            if message.first is not None and message.last is not None:
+                ref = self._auth.session.id
+                async with self._state.db.transaction() as conn:
+                    await outbox.acknowledge(
+                        conn, ref, message.first, message.last, message.excluded
+                    )
+                    resent = await outbox.get_events(conn, ref, message.excluded)
+        self._enqueue(
+            b'{"n":"core","op":%d,"d":%s}' % (Op.HEARTBEAT_ACK, encode_event_list(resent))
+        )
+
+    async def _authenticate(self, token: str, resume_from: int | None) -> None:
+        state = self._state
+        auth = await resolve_token(state.db.reader, token, int(time.time()))
+        if auth is None:
+            raise ProtocolViolation(CloseCode.AUTHENTICATION_FAILED, "invalid token")
+        ref = auth.session.id
+        if resume_from is not None:
+            if auth.session.dropped_through > resume_from:
+                raise ProtocolViolation(
+                    CloseCode.UNRESUMABLE, "events after that point were dropped"
+                )
+            async with state.db.transaction() as conn:
+                await outbox.delete_through(conn, ref, resume_from)
+        self._auth, self._token = auth, token
+        self.log = logging.LoggerAdapter(
+            logger, {"session_id": auth.session.session_id, "actor_id": auth.session.fid}
+        )
+        self._syncing = True
+        state.hub.attach(ref, self)
+        try:
+            await self._deliver_backlog(ref, resume_from)
+        finally:
+            self._syncing = False
+        for event in sorted(self._held, key=lambda e: e.seq):
+            self._queue_event(event)
+        self._held.clear()
+        self.log.info("= session connected resumed=%s", resume_from is not None)
+
+    async def _deliver_backlog(self, ref: int, resume_from: int | None) -> None:
+        reader = self._state.db.reader
+        session = await session_store.get_session(reader, ref)
+        assert session is not None
+        self._protocol.authenticated(session.next_seq - 1)
+        if resume_from is not None:
+            events = await outbox.pending(reader, ref, after=resume_from)
+            self._last_queued = max([resume_from, *(e.seq for e in events)])
+            self._enqueue(
+                b'{"n":"core","op":%d,"d":%s}' % (Op.RESUMED, encode_event_list(events))
+            )
+            return
+        self._send(
+            Op.READY,
+            {
+                "fid": session.fid,
+                "session_id": session.session_id,
+                "heartbeat_interval": self._config.heartbeat_interval_ms,
+            },
+        )
+        after = -1
+        while not self._closing:
+            page = await outbox.pending(reader, ref, after=after, limit=_BACKLOG_PAGE)
+            for event in page:
+                if event.seq > self._last_queued:
+                    self._last_queued = event.seq
+                    await self._queue.put(encode_event(event))
+            if len(page) < _BACKLOG_PAGE:
+                return
+            after = page[-1].seq
+
+    def _on_service_channel(self, message: ServiceChannel) -> None:
+        service = message.service
+        ack: dict[str, Any] = {"action": message.action, "service": service}
+        if not service or len(service) > 64 or not service.isprintable():
+            ack.update(success=False, error="invalid service name")
+        elif message.action == "subscribe":
+            self._services.add(service)
+            ack["success"] = True
+        else:
+            ack["success"] = service in self._services
+            if not ack["success"]:
+                ack["error"] = "not subscribed"
+            self._services.discard(service)
+        self._send(Op.SERVICE_CHANNEL_ACK, ack)
+
+    async def _on_invalidation(self, message: ActorCertificateInvalidation) -> None:
+        assert self._auth is not None
+        state = self._state
+        session = self._auth.session
+        domain = session.fid.partition("@")[2]
+        cert = await cert_store.find_cert(state.db.reader, domain, message.serial)
+        if cert is None or cert.fid != session.fid:
+            raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "no such id-cert of this actor")
+        try:
+            verify_invalidation_signature(
+                load_id_cert(cert.der).public_key,
+                message.serial,
+                message.invalid_since,
+                message.signature,
+            )
+        except ValueError as exc:
+            raise ProtocolViolation(
+                CloseCode.INVALID_PAYLOAD, "invalidation signature does not verify"
+            ) from exc
+        since = min(message.invalid_since, int(time.time()))
+        async with state.db.transaction() as conn:
+            await cert_store.invalidate_cert(conn, cert.id, since)
+            events = await state.events.store_invalidation(
+                conn,
+                session.fid,
+                skip_session=cert.session_ref,
+                serial=message.serial,
+                invalid_since=since,
+                signature=message.signature,
+            )
+        state.events.publish(events)
+        self.log.info("id-cert invalidated by client serial=%d", message.serial)
+        if cert.session_ref != session.id:
+            state.hub.close_session(cert.session_ref, 4003, "id-cert invalidated")
+        else:
+            raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "id-cert invalidated")
+
+    # -- heartbeats
+
+    async def _watchdog(self) -> None:
+        """Request a heartbeat when one is late; close 4009 if none follows."""
+        interval = self._config.heartbeat_interval_ms / 1000
+        while not self._closing:
+            self._beat.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval * 1.1):
+                    await self._beat.wait()
+            if self._protocol.state is ConnectionState.AWAITING_AUTH:
+                self.request_close(CloseCode.NOT_AUTHENTICATED, "no identify in time")
+                return
+            if self._beat.is_set():
+                continue
+            self._send(Op.HEARTBEAT_REQUEST, {})
+            try:
+                async with asyncio.timeout(interval * 1.5):
+                    await self._beat.wait()
+            except TimeoutError:
+                self.request_close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+                return

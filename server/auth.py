@@ -1,0 +1,139 @@
+"""Passwords, bearer tokens and the check every authenticated route uses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from storage import certs as cert_store
+from storage import sessions as session_store
+from storage.certs import StoredCert
+from storage.db import Connection
+from storage.sessions import Session
+
+from .errors import APIError, ErrorCode
+from .state import STATE
+
+__all__ = [
+    "AUTH",
+    "Auth",
+    "authenticated",
+    "check_password",
+    "hash_password",
+    "hash_token",
+    "new_token",
+    "resolve_token",
+]
+
+# scrypt with N=2**14, r=8 needs 16 MiB per hash: memory-hard, ~50 ms here.
+_SCRYPT_N: Final = 2**14
+_SCRYPT_R: Final = 8
+_SCRYPT_P: Final = 1
+_DUMMY_HASH: Final = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$" + "A" * 43
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The authenticated caller: its session and that session's current ID-Cert."""
+
+    session: Session
+    cert: StoredCert
+
+
+AUTH: Final = "p2core.auth"
+
+
+def new_token() -> tuple[str, bytes]:
+    """A fresh token (32 random bytes, URL-safe base64) and its SHA-256."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32
+    )
+
+
+async def hash_password(password: str) -> str:
+    """Hash a password with scrypt off the event loop."""
+    salt = secrets.token_bytes(16)
+    digest = await asyncio.to_thread(
+        _scrypt, password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P
+    )
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+async def check_password(password: str, stored: str | None) -> bool:
+    """Compare a password with a stored hash; with no hash, do the same work and fail."""
+    _, n, r, p, salt, digest = (stored or _DUMMY_HASH).split("$")
+    salt_bytes = base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4))
+    computed = await asyncio.to_thread(
+        _scrypt, password, salt_bytes, int(n), int(r), int(p)
+    )
+    return stored is not None and hmac.compare_digest(_b64(computed), digest)
+
+
+async def resolve_token(
+    conn: Connection, token: str, now: int
+) -> Auth | None:
+    """The live session a token belongs to, if its current ID-Cert is valid now."""
+    if not token or len(token) > 512:
+        return None
+    session = await session_store.session_for_token(conn, hash_token(token))
+    if session is None or session.current_cert_id is None:
+        return None
+    cert = await cert_store.get_cert(conn, session.current_cert_id)
+    if cert is None or not cert.is_valid_at(now):
+        return None
+    return Auth(session, cert)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def authenticated(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Require a valid bearer token; the handler finds :class:`Auth` in ``request[AUTH]``.
+
+    Raises:
+        APIError: no token, or one that is unknown or dead (401).
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        token = bearer_token(request)
+        state = request.app[STATE]
+        auth = None
+        if token is not None:
+            auth = await resolve_token(state.db.reader, token, int(time.time()))
+        if auth is None:
+            raise APIError(ErrorCode.UNAUTHORIZED, "A valid bearer token is required.")
+        request[AUTH] = auth
+        return await handler(request)
+
+    return wrapper

@@ -1,0 +1,242 @@
+"""Home-server routes: accounts, sessions and ID-Certs from CSRs (PROTOCOL.md section 5)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Final
+
+from aiohttp import web
+
+from storage import actors
+from storage import certs as cert_store
+from storage import sessions as session_store
+from storage.db import Connection
+from storage.errors import SessionIDTaken
+from storage.sessions import Session
+
+from ..auth import AUTH, Auth, authenticated, check_password, hash_password, new_token
+from ..certs import CSR, decode_cert_input, der_to_base64, der_to_pem, issue_actor_cert
+from ..certs import InvalidCSR, load_csr, load_id_cert, new_serial_number
+from ..errors import APIError, ErrorCode
+from ..events import EventOp
+from ..http import json_response, read_json, require_object, require_str
+from ..state import STATE, ServerState
+from ..trust import verify_invalidation_signature
+from .common import LOCAL_NAME_RE, check_rate
+
+__all__ = ["routes"]
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MIN_PASSWORD: Final = 8
+MAX_PASSWORD: Final = 1024
+DAY: Final = 86400
+
+
+@routes.post("/p2core/identity")
+async def register(request: web.Request) -> web.Response:
+    """Create an actor on this server."""
+    state = request.app[STATE]
+    check_rate(state, request, "credentials")
+    body = require_object(await read_json(request))
+    username = require_str(body, "username", max_length=64).lower()
+    password = require_str(body, "password", max_length=MAX_PASSWORD)
+    if state.config.auth.registration != "open":
+        raise APIError(ErrorCode.REGISTRATION_CLOSED, "Registration is closed.")
+    if not LOCAL_NAME_RE.match(username):
+        raise APIError(
+            ErrorCode.BAD_REQUEST,
+            "The username must be 1 to 64 of a-z, 0-9 and . _ % + -.",
+        )
+    if len(password) < MIN_PASSWORD:
+        raise APIError(ErrorCode.BAD_REQUEST, "The password needs at least 8 characters.")
+    password_hash = await hash_password(password)
+    async with state.db.transaction() as conn:
+        await actors.create_actor(conn, username, password_hash, int(time.time()))
+    fid = f"{username}@{state.domain}"
+    logger.info("actor registered fid=%s", fid)
+    return json_response({"fid": fid}, status=201)
+
+
+@routes.post("/p2core/session/trust")
+async def trust_session(request: web.Request) -> web.Response:
+    """Log in with a password and a CSR: a new session with its ID-Cert and token."""
+    state = request.app[STATE]
+    check_rate(state, request, "credentials")
+    body = require_object(await read_json(request))
+    username = require_str(body, "username", max_length=64).lower()
+    password = require_str(body, "password", max_length=MAX_PASSWORD)
+    csr_text = require_str(body, "csr")
+    actor = await actors.get_actor(state.db.reader, username)
+    stored_hash = actor.password_hash if actor is not None else None
+    if not await check_password(password, stored_hash) or actor is None:
+        raise APIError(ErrorCode.UNAUTHORIZED, "Wrong username or password.")
+    csr = _load_csr(state, csr_text)
+    if csr.subject.local_name != actor.local_name:
+        raise InvalidCSR(f"uid {csr.subject.fid!r} is not the logged-in actor")
+    now = int(time.time())
+    async with state.db.transaction() as conn:
+        old = await session_store.get_live_session(conn, csr.subject.fid, csr.subject.session_id)
+        if old is not None:
+            if await _has_valid_cert(conn, old, now):
+                raise SessionIDTaken(old.fid, old.session_id)
+            await session_store.end_session(conn, old.id, now)
+        session = await session_store.create_session(
+            conn, csr.subject.fid, csr.subject.session_id, is_foreign=False, now=now
+        )
+        der, _ = await _issue_cert(state, conn, session, csr, now)
+        token, token_hash = new_token()
+        await session_store.insert_token(conn, token_hash, session.id, now)
+        others = await session_store.list_live_sessions(conn, session.fid)
+        events = await state.events.store(
+            conn,
+            [s.id for s in others if s.id != session.id],
+            EventOp.NEW_SESSION,
+            {"cert": der_to_pem(der)},
+        )
+    state.events.publish(events)
+    logger.info("session trusted fid=%s session_id=%s", session.fid, session.session_id)
+    return json_response({"id_cert": der_to_base64(der), "token": token}, status=201)
+
+
+@routes.post("/p2core/session/idcert")
+@authenticated
+async def rotate_session_cert(request: web.Request) -> web.Response:
+    """Key rotation: a new ID-Cert and token for the caller's own session."""
+    state = request.app[STATE]
+    auth: Auth = request[AUTH]
+    body = require_object(await read_json(request))
+    csr = _load_csr(state, require_str(body, "csr"))
+    session = auth.session
+    if csr.subject.fid != session.fid or session.is_foreign:
+        raise InvalidCSR(f"uid {csr.subject.fid!r} is not the session's actor")
+    if csr.subject.session_id != session.session_id:
+        raise InvalidCSR(
+            f"session id {csr.subject.session_id!r} is not the token's session"
+        )
+    now = int(time.time())
+    async with state.db.transaction() as conn:
+        await cert_store.invalidate_cert(conn, auth.cert.id, now)
+        await session_store.delete_tokens(conn, session.id)
+        der, _ = await _issue_cert(state, conn, session, csr, now)
+        token, token_hash = new_token()
+        await session_store.insert_token(conn, token_hash, session.id, now)
+        others = await session_store.list_live_sessions(conn, session.fid)
+        events = await state.events.store(
+            conn,
+            [s.id for s in others if s.id != session.id],
+            EventOp.CLIENT_KEY_CHANGE,
+            {
+                "fid": session.fid,
+                "session_id": session.session_id,
+                "cert": der_to_pem(der),
+                "oldInvalidSince": now,
+            },
+        )
+    state.events.publish(events)
+    state.hub.close_session(session.id, 4003, "token replaced")
+    logger.info("id-cert rotated fid=%s session_id=%s", session.fid, session.session_id)
+    return json_response({"id_cert": der_to_base64(der), "token": token}, status=201)
+
+
+@routes.delete("/p2core/session")
+@authenticated
+async def logout(request: web.Request) -> web.Response:
+    """End the caller's session: its cert is invalidated and its token dies.
+
+    The optional JSON body ``{"signature": hex}`` is the actor's Ed25519 signature
+    over ``invalidSince`` then ``serial`` (decimal strings); it is relayed in the
+    invalidation event when it verifies, so other clients can check it themselves.
+    """
+    state = request.app[STATE]
+    auth: Auth = request[AUTH]
+    now = int(time.time())
+    signature = ""
+    if request.body_exists:
+        body = require_object(await read_json(request))
+        if "signature" in body:
+            signature = require_str(body, "signature", max_length=512)
+            _check_invalidation_signature(auth.cert.der, auth.cert.serial, now, signature)
+    async with state.db.transaction() as conn:
+        await cert_store.invalidate_cert(conn, auth.cert.id, now)
+        await session_store.end_session(conn, auth.session.id, now)
+        events = await state.events.store_invalidation(
+            conn,
+            auth.session.fid,
+            skip_session=auth.session.id,
+            serial=auth.cert.serial,
+            invalid_since=now,
+            signature=signature,
+        )
+    state.events.publish(events)
+    state.hub.close_session(auth.session.id, 4003, "session ended")
+    logger.info(
+        "session ended fid=%s session_id=%s", auth.session.fid, auth.session.session_id
+    )
+    return web.Response(status=204)
+
+
+def _check_invalidation_signature(
+    cert_der: bytes, serial: int, invalid_since: int, signature: str
+) -> None:
+    try:
+        verify_invalidation_signature(
+            load_id_cert(cert_der).public_key, serial, invalid_since, signature
+        )
+    except ValueError as exc:
+        raise APIError(
+            ErrorCode.BAD_REQUEST, "The invalidation signature does not verify."
+        ) from exc
+
+
+def _load_csr(state: ServerState, text: str) -> CSR:
+    try:
+        der = decode_cert_input(text)
+    except ValueError as exc:
+        raise InvalidCSR("not base64 or pem") from exc
+    return load_csr(der, domain=state.domain)
+
+
+async def _has_valid_cert(conn: Connection, session: Session, now: int) -> bool:
+    if session.current_cert_id is None:
+        return False
+    cert = await cert_store.get_cert(conn, session.current_cert_id)
+    return cert is not None and cert.is_valid_at(now)
+
+
+async def _issue_cert(
+    state: ServerState, conn: Connection, session: Session, csr: CSR, now: int
+) -> tuple[bytes, cert_store.StoredCert]:
+    """Sign the CSR, store the cert as the session's current one."""
+    server = state.identity.cert
+    not_after = min(now + state.config.certs.actor_lifetime_days * DAY, server.not_valid_after)
+    for _ in range(5):
+        serial = new_serial_number()
+        der = issue_actor_cert(
+            csr,
+            issuer_key=state.identity.key,
+            issuer_cert=server,
+            serial_number=serial,
+            not_valid_before=now,
+            not_valid_after=not_after,
+        )
+        try:
+            stored = await cert_store.insert_cert(
+                conn,
+                session_ref=session.id,
+                fid=session.fid,
+                serial=serial,
+                issuer_domain=state.domain,
+                der=der,
+                not_before=now,
+                not_after=not_after,
+            )
+        except sqlite3.IntegrityError:
+            continue  # a serial collision: draw another
+        await session_store.set_current_cert(conn, session.id, stored.id)
+        logger.info("id-cert issued fid=%s serial=%d", session.fid, serial)
+        return der, stored
+    raise RuntimeError("could not draw a unique serial number")

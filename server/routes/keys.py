@@ -1,0 +1,98 @@
+"""Key routes: the server ID-Cert and actors' ID-Certs (PROTOCOL.md section 6)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from storage import certs as cert_store
+from storage import sessions as session_store
+
+from .. import identity
+from ..auth import AUTH, Auth, authenticated
+from ..certs import der_to_base64, der_to_pem
+from ..errors import APIError, ErrorCode
+from ..events import EventOp
+from ..http import json_response, timestamp_param
+from ..state import STATE, ServerState
+from .common import body_if_any, local_actor_fid
+
+__all__ = ["routes"]
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/p2core/key/server")
+async def get_server_cert(request: web.Request) -> web.Response:
+    """The server ID-Cert in force now, or at ``?timestamp=``."""
+    state = request.app[STATE]
+    at = timestamp_param(request, await body_if_any(request))
+    if at is None:
+        return json_response(der_to_base64(state.identity.cert.der))
+    stored = await cert_store.server_cert_at(state.db.reader, at)
+    if stored is None:
+        raise APIError(ErrorCode.NOT_FOUND, "No server ID-Cert was valid at that time.")
+    return json_response(der_to_base64(stored.der))
+
+
+@routes.put("/p2core/key/server")
+@authenticated
+async def rotate_server_cert(request: web.Request) -> web.Response:
+    """Replace the server key and ID-Cert (administrators only)."""
+    state = request.app[STATE]
+    auth: Auth = request[AUTH]
+    admins = {fid.lower() for fid in state.config.auth.admins}
+    if auth.session.is_foreign or auth.session.fid not in admins:
+        raise APIError(ErrorCode.NOT_ADMINISTRATOR, "Only an administrator may do this.")
+    new_identity, switched_at = await identity.rotate(
+        state.db,
+        state.config.data_path,
+        state.identity,
+        state.config.server.server_cert_lifetime_days,
+    )
+    state.identity = new_identity
+    pem = der_to_pem(new_identity.cert.der)
+    await _announce_server_cert(state, pem, switched_at)
+    logger.info("server id-cert replaced by admin=%s", auth.session.fid)
+    return json_response(pem)
+
+
+async def _announce_server_cert(state: ServerState, pem: str, switched_at: int) -> None:
+    async with state.db.transaction() as conn:
+        sessions = await session_store.list_live_sessions(conn)
+        events = await state.events.store(
+            conn,
+            [s.id for s in sessions],
+            EventOp.SERVER_CERTIFICATE_CHANGE,
+            {"cert": pem, "oldInvalidSince": switched_at},
+        )
+    state.events.publish(events)
+
+
+@routes.get("/p2core/key/user/{user_id}")
+async def get_actor_certs(request: web.Request) -> web.Response:
+    """The actor's valid ID-Certs now, or those valid at ``?timestamp=``."""
+    state = request.app[STATE]
+    fid = await local_actor_fid(state, request.match_info["user_id"])
+    at = timestamp_param(request, await body_if_any(request))
+    certs = await cert_store.list_certs_at(
+        state.db.reader, fid, int(time.time()) if at is None else at
+    )
+    return json_response([der_to_base64(c.der) for c in certs])
+
+
+@routes.get("/p2core/key/user/{user_id}/invalidated")
+async def get_invalidated_certs(request: web.Request) -> web.Response:
+    """The actor's invalidated ID-Certs, for foreign servers checking a cert."""
+    state = request.app[STATE]
+    fid = await local_actor_fid(state, request.match_info["user_id"])
+    certs = await cert_store.list_invalidated(state.db.reader, fid)
+    return json_response(
+        [
+            {"serial": str(c.serial), "invalidated_at": str(c.invalidated_at)}
+            for c in certs
+        ]
+    )

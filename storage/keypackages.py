@@ -1,0 +1,103 @@
+"""MLS KeyPackages stored for sessions, claimed one at a time."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .db import Connection
+from .errors import InitKeyTaken
+
+__all__ = ["Claim", "StoredKeyPackage", "add", "claim", "replace_last_resort"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKeyPackage:
+    init_key: bytes
+    data: bytes
+    not_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim handed out for one session, and the stock it left."""
+
+    data: bytes
+    remaining: int
+    last_resort_used: bool
+
+
+async def add(
+    conn: Connection, session_ref: int, packages: Sequence[StoredKeyPackage]
+) -> None:
+    """Store regular KeyPackages of a session.
+
+    Raises:
+        InitKeyTaken: one of the init keys is already on this server.
+    """
+    try:
+        await conn.executemany(
+            "INSERT INTO keypackages (session_ref, init_key, data, not_after) "
+            "VALUES (?, ?, ?, ?)",
+            [(session_ref, p.init_key, p.data, p.not_after) for p in packages],
+        )
+    except sqlite3.IntegrityError as exc:
+        raise InitKeyTaken("init_key is already in use") from exc
+
+
+async def replace_last_resort(
+    conn: Connection, session_ref: int, package: StoredKeyPackage
+) -> None:
+    """Replace the session's last-resort KeyPackage.
+
+    Raises:
+        InitKeyTaken: the init key is already on this server.
+    """
+    await conn.execute(
+        "DELETE FROM keypackages WHERE session_ref = ? AND is_last_resort = 1",
+        (session_ref,),
+    )
+    try:
+        await conn.execute(
+            "INSERT INTO keypackages (session_ref, init_key, data, not_after, "
+            "is_last_resort) VALUES (?, ?, ?, ?, 1)",
+            (session_ref, package.init_key, package.data, package.not_after),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise InitKeyTaken("init_key is already in use") from exc
+
+
+async def claim(conn: Connection, session_ref: int, now: int) -> Claim | None:
+    """Take the session's oldest regular KeyPackage, else its last resort.
+
+    Expired KeyPackages are purged first and never handed out. Must run inside a
+    write transaction so that no KeyPackage is handed out twice.
+    """
+    await conn.execute(
+        "DELETE FROM keypackages WHERE session_ref = ? AND not_after < ?",
+        (session_ref, now),
+    )
+    async with conn.execute(
+        "DELETE FROM keypackages WHERE id = (SELECT id FROM keypackages "
+        "WHERE session_ref = ? AND is_last_resort = 0 ORDER BY id LIMIT 1) "
+        "RETURNING data",
+        (session_ref,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is not None:
+        async with conn.execute(
+            "SELECT count(*) FROM keypackages WHERE session_ref = ? "
+            "AND is_last_resort = 0",
+            (session_ref,),
+        ) as cursor:
+            count = await cursor.fetchone()
+        return Claim(bytes(row[0]), int(count[0]), False)
+    async with conn.execute(
+        "SELECT data FROM keypackages WHERE session_ref = ? AND is_last_resort = 1",
+        (session_ref,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    return Claim(bytes(row[0]), 0, True)

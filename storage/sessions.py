@@ -1,0 +1,133 @@
+"""Sessions (home and foreign) and their bearer tokens."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Connection
+from .errors import SessionIDTaken
+
+__all__ = [
+    "Session",
+    "create_session",
+    "delete_tokens",
+    "end_session",
+    "get_live_session",
+    "get_session",
+    "insert_token",
+    "list_live_sessions",
+    "session_for_token",
+    "set_current_cert",
+]
+
+_COLUMNS = (
+    "id, fid, session_id, is_foreign, current_cert_id, created_at, ended_at, "
+    "next_seq, dropped_through, dropped_pending"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    fid: str
+    session_id: str
+    is_foreign: bool
+    current_cert_id: int | None
+    created_at: int
+    ended_at: int | None
+    next_seq: int
+    dropped_through: int
+    dropped_pending: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Session:
+        return cls(*row[:3], bool(row[3]), *row[4:])
+
+
+async def create_session(
+    conn: Connection, fid: str, session_id: str, *, is_foreign: bool, now: int
+) -> Session:
+    """Insert a live session.
+
+    Raises:
+        SessionIDTaken: a live session of ``fid`` already has this session ID.
+    """
+    try:
+        cursor = await conn.execute(
+            "INSERT INTO sessions (fid, session_id, is_foreign, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (fid, session_id, int(is_foreign), now),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise SessionIDTaken(fid, session_id) from exc
+    assert cursor.lastrowid is not None
+    return Session(cursor.lastrowid, fid, session_id, is_foreign, None, now, None, 0, -1, 0)
+
+
+async def get_session(conn: Connection, session_ref: int) -> Session | None:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM sessions WHERE id = ?", (session_ref,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return Session.from_row(row) if row else None
+
+
+async def get_live_session(conn: Connection, fid: str, session_id: str) -> Session | None:
+    async with conn.execute(
+        f"SELECT {_COLUMNS} FROM sessions "
+        "WHERE fid = ? AND session_id = ? AND ended_at IS NULL",
+        (fid, session_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return Session.from_row(row) if row else None
+
+
+async def list_live_sessions(conn: Connection, fid: str | None = None) -> list[Session]:
+    """Live sessions of one actor, or of everyone when ``fid`` is None."""
+    if fid is None:
+        sql, params = f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NULL", ()
+    else:
+        sql = f"SELECT {_COLUMNS} FROM sessions WHERE fid = ? AND ended_at IS NULL"
+        params = (fid,)
+    async with conn.execute(sql + " ORDER BY id", params) as cursor:
+        rows = await cursor.fetchall()
+    return [Session.from_row(row) for row in rows]
+
+
+async def set_current_cert(conn: Connection, session_ref: int, cert_id: int) -> None:
+    await conn.execute(
+        "UPDATE sessions SET current_cert_id = ? WHERE id = ?", (cert_id, session_ref)
+    )
+
+
+async def end_session(conn: Connection, session_ref: int, now: int) -> None:
+    """Mark the session ended and delete its tokens, KeyPackages and outbox."""
+    await conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (now, session_ref))
+    await delete_tokens(conn, session_ref)
+    await conn.execute("DELETE FROM keypackages WHERE session_ref = ?", (session_ref,))
+    await conn.execute("DELETE FROM outbox WHERE session_ref = ?", (session_ref,))
+
+
+async def insert_token(conn: Connection, token_hash: bytes, session_ref: int, now: int) -> None:
+    await conn.execute(
+        "INSERT INTO tokens (hash, session_ref, created_at) VALUES (?, ?, ?)",
+        (token_hash, session_ref, now),
+    )
+
+
+async def delete_tokens(conn: Connection, session_ref: int) -> None:
+    await conn.execute("DELETE FROM tokens WHERE session_ref = ?", (session_ref,))
+
+
+async def session_for_token(conn: Connection, token_hash: bytes) -> Session | None:
+    """The live session a token hash belongs to, if any."""
+    async with conn.execute(
+        f"SELECT {', '.join('s.' + c.strip() for c in _COLUMNS.split(','))} "
+        "FROM tokens t JOIN sessions s ON s.id = t.session_ref "
+        "WHERE t.hash = ? AND s.ended_at IS NULL",
+        (token_hash,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return Session.from_row(row) if row else None
