@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -15,7 +14,7 @@ from gateway.hub import Hub
 from storage import outbox
 from storage.db import Database
 
-from . import identity
+from . import clock, identity
 from .challenges import ChallengeStore
 from .config import Config
 from .events import EventBus
@@ -109,7 +108,7 @@ async def _housekeeping(state: ServerState) -> None:
     while True:
         try:
             async with state.db.transaction() as conn:
-                dropped = await outbox.trim_by_age(conn, int(time.time()) - max_age)
+                dropped = await outbox.trim_by_age(conn, clock.now() - max_age)
             if dropped:
                 logger.info("outbox trimmed by age dropped=%d", dropped)
         except Exception:

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -21,6 +20,7 @@ from storage.certs import StoredCert
 from storage.db import Connection
 from storage.sessions import Session
 
+from . import clock
 from .errors import APIError, ErrorCode
 from .state import STATE
 
@@ -83,7 +83,7 @@ async def hash_password(password: str) -> str:
 
 
 async def check_password(password: str, stored: str | None) -> bool:
-    """Compare a password with a stored hash; with no hash, do the same work and fail."""
+    """Compare a password with a stored hash; with none, do the same work, fail."""
     _, n, r, p, salt, digest = (stored or _DUMMY_HASH).split("$")
     salt_bytes = base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4))
     computed = await asyncio.to_thread(
@@ -92,9 +92,7 @@ async def check_password(password: str, stored: str | None) -> bool:
     return stored is not None and hmac.compare_digest(_b64(computed), digest)
 
 
-async def resolve_token(
-    conn: Connection, token: str, now: int
-) -> Auth | None:
+async def resolve_token(conn: Connection, token: str, now: int) -> Auth | None:
     """The live session a token belongs to, if its current ID-Cert is valid now."""
     if not token or len(token) > 512:
         return None
@@ -118,7 +116,7 @@ def bearer_token(request: web.Request) -> str | None:
 def authenticated(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Require a valid bearer token; the handler finds :class:`Auth` in ``request[AUTH]``.
+    """Require a valid bearer token; the handler finds :class:`Auth` in request[AUTH].
 
     Raises:
         APIError: no token, or one that is unknown or dead (401).
@@ -130,7 +128,7 @@ def authenticated(
         state = request.app[STATE]
         auth = None
         if token is not None:
-            auth = await resolve_token(state.db.reader, token, int(time.time()))
+            auth = await resolve_token(state.db.reader, token, clock.now())
         if auth is None:
             raise APIError(ErrorCode.UNAUTHORIZED, "A valid bearer token is required.")
         request[AUTH] = auth

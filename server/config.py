@@ -134,7 +134,7 @@ def load_config(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read the file at ``path`` (or ``./config.toml`` if present), then the environment.
+    """Read the file at ``path`` (or ``./config.toml``), then the environment.
 
     Raises:
         ConfigError: the file cannot be read or parsed, or a value is wrong.
@@ -154,9 +154,13 @@ def _read_file(path: str | Path | None) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot read config file {str(path)!r}: {exc.strerror}"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid TOML: {exc}"
+        ) from exc
 
 
 def _section_types() -> dict[str, Any]:
@@ -226,9 +230,19 @@ def _build(raw: dict[str, Any]) -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"config section [{section}] must be a table")
         built[section] = _build_section(section, sections[section], value)
-    config = Config(**built)
+    config = _normalized(Config(**built))
     _validate(config)
     return config
+
+
+def _normalized(config: Config) -> Config:
+    """Domains and FIDs compare case-insensitively and are kept lower-case."""
+    config = config.replace("server", domain=config.server.domain.lower())
+    config = config.replace(
+        "auth", admins=[a.lower() if isinstance(a, str) else a for a in config.auth.admins]
+    )
+    peers = {str(k).lower(): v for k, v in config.federation.peers.items()}
+    return config.replace("federation", peers=peers)
 
 
 def _build_section(section: str, cls: type[Any], values: dict[str, Any]) -> Any:
@@ -260,7 +274,6 @@ def _validate(config: Config) -> None:
         bool(DOMAIN_RE.match(s.domain)) and len(s.domain) <= 253,
         f"server.domain is not a valid domain name: {s.domain!r}",
     )
-    _require(s.domain == s.domain.lower(), f"server.domain must be lower-case: {s.domain!r}")
     _require(0 <= s.port <= 65535, f"server.port must be 0 to 65535, got {s.port!r}")
     _require(
         s.public_url == "" or s.public_url.startswith(("http://", "https://")),
@@ -273,7 +286,8 @@ def _validate(config: Config) -> None:
     )
     _require(
         config.auth.registration in ("open", "closed"),
-        f"auth.registration must be 'open' or 'closed', got {config.auth.registration!r}",
+        f"auth.registration must be 'open' or 'closed', "
+        f"got {config.auth.registration!r}",
     )
     for admin in config.auth.admins:
         _require(
@@ -281,7 +295,9 @@ def _validate(config: Config) -> None:
             f"auth.admins entry is not a federation ID: {admin!r}",
         )
     days = config.certs.actor_lifetime_days
-    _require(1 <= days <= 60, f"certs.actor_lifetime_days must be 1 to 60, got {days!r}")
+    _require(
+        1 <= days <= 60, f"certs.actor_lifetime_days must be 1 to 60, got {days!r}"
+    )
     g = config.gateway
     _require(
         1000 <= g.heartbeat_interval_ms <= 3_600_000,
@@ -289,12 +305,18 @@ def _validate(config: Config) -> None:
         f"got {g.heartbeat_interval_ms!r}",
     )
     _require(g.outbox_max_events >= 1, "gateway.outbox_max_events must be at least 1")
-    _require(g.outbox_max_age_days >= 1, "gateway.outbox_max_age_days must be at least 1")
+    _require(
+        g.outbox_max_age_days >= 1, "gateway.outbox_max_age_days must be at least 1"
+    )
     _require(g.rate_per_minute >= 1, "gateway.rate_per_minute must be at least 1")
     _require(g.send_queue_max >= 1, "gateway.send_queue_max must be at least 1")
     _require(g.max_frame_bytes >= 1024, "gateway.max_frame_bytes must be at least 1024")
-    _require(config.keypackages.low_threshold >= 0, "keypackages.low_threshold must be >= 0")
-    _require(config.limits.max_body_bytes >= 1024, "limits.max_body_bytes must be >= 1024")
+    _require(
+        config.keypackages.low_threshold >= 0, "keypackages.low_threshold must be >= 0"
+    )
+    _require(
+        config.limits.max_body_bytes >= 1024, "limits.max_body_bytes must be >= 1024"
+    )
     _require(config.limits.rate_per_minute >= 1, "limits.rate_per_minute must be >= 1")
     f = config.federation
     _require(f.timeout_s > 0, "federation.timeout_s must be positive")

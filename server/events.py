@@ -3,7 +3,6 @@ then hand to live gateway connections once committed (PROTOCOL.md section 8)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
@@ -15,6 +14,8 @@ from storage import outbox
 from storage import sessions as session_store
 from storage.db import Connection
 from storage.outbox import OutboxEvent
+
+from . import clock
 
 __all__ = ["EventBus", "EventOp"]
 
@@ -46,7 +47,7 @@ class EventBus:
             session_refs,
             int(op),
             orjson.dumps(d),
-            now=int(time.time()),
+            now=clock.now(),
             max_events=self._max_events,
         )
         self.stored += len(events)

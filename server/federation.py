@@ -7,7 +7,6 @@ cache, no redirects to another host, and no private addresses unless allowed.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
@@ -96,7 +95,7 @@ class FederationClient:
                 await session.close()
 
     def _client(self, trusted: bool) -> aiohttp.ClientSession:
-        """The HTTP client: configured peers and allowed private nets skip the filter."""
+        """Configured peers and allowed private nets skip the filter."""
         timeout = aiohttp.ClientTimeout(total=self._config.timeout_s)
         if trusted or self._config.allow_private_addresses:
             if self._peer_session is None:
@@ -121,7 +120,9 @@ class FederationClient:
             if isinstance(api, str) and api.startswith(("https://", "http://")):
                 base = api.rstrip("/").removesuffix("/p2core")
         except HomeServerUnreachable as exc:
-            logger.debug("no well-known document domain=%s reason=%s", domain, exc.reason)
+            logger.debug(
+                "no well-known document domain=%s reason=%s", domain, exc.reason
+            )
         self._bases[domain] = _Cached(base, time.monotonic())
         return base
 
@@ -137,7 +138,9 @@ class FederationClient:
             if fresh and cert.not_valid_before <= at <= cert.not_valid_after:
                 return cert
         base = await self.api_base(domain)
-        answer = await self._get_json(domain, f"{base}/p2core/key/server?timestamp={at}")
+        answer = await self._get_json(
+            domain, f"{base}/p2core/key/server?timestamp={at}"
+        )
         try:
             if not isinstance(answer, str):
                 raise CertificateError("answer is not a JSON string")
@@ -193,7 +196,9 @@ class FederationClient:
                         target = response.headers.get("Location", "")
                         url = str(response.url.join(aiohttp.client.URL(target)))
                         if urlsplit(url).hostname != host:
-                            raise HomeServerUnreachable(domain, "redirect to another host")
+                            raise HomeServerUnreachable(
+                                domain, "redirect to another host"
+                            )
                         continue
                     body = await response.content.read(MAX_RESPONSE_BYTES + 1)
                     if len(body) > MAX_RESPONSE_BYTES:
@@ -202,7 +207,7 @@ class FederationClient:
                         raise HomeServerUnreachable(domain, f"status {response.status}")
                     return orjson.loads(body)
             raise HomeServerUnreachable(domain, "too many redirects")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise HomeServerUnreachable(domain, type(exc).__name__) from exc
         except orjson.JSONDecodeError as exc:
             raise HomeServerUnreachable(domain, "answer is not JSON") from exc

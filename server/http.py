@@ -107,10 +107,13 @@ def _translate(exc: Exception) -> APIError | None:
         case KeyPackageError():
             return APIError(ErrorCode.INVALID_KEYPACKAGE, f"Invalid KeyPackage: {exc}.")
         case ActorExists():
-            return APIError(ErrorCode.FEDERATION_ID_TAKEN, "This name is already taken.")
+            return APIError(
+                ErrorCode.FEDERATION_ID_TAKEN, "This name is already taken."
+            )
         case SessionIDTaken():
             return APIError(
-                ErrorCode.SESSION_ID_TAKEN, "This session ID is in use by a valid session."
+                ErrorCode.SESSION_ID_TAKEN,
+                "This session ID is in use by a valid session.",
             )
         case InitKeyTaken():
             return APIError(
@@ -130,7 +133,9 @@ _HTTP_MESSAGES: Final = {
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
     """Answer every failure, expected or not, with the contract's JSON error."""
     try:
         return await handler(request)
@@ -167,9 +172,7 @@ def require_object(body: Any) -> dict[str, Any]:
     return body
 
 
-def require_str(
-    body: dict[str, Any], name: str, *, max_length: int = 65536
-) -> str:
+def require_str(body: dict[str, Any], name: str, *, max_length: int = 65536) -> str:
     """A required string field of a JSON object body.
 
     Raises:

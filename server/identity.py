@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from storage import certs as cert_store
 from storage.db import Connection, Database
 
+from . import clock
 from .certs import IDCert, build_server_cert, load_server_cert, new_serial_number
 
 __all__ = ["IdentityError", "KEY_FILE", "ServerIdentity", "load_or_create", "rotate"]
@@ -35,6 +35,9 @@ class ServerIdentity:
 
     key: Ed25519PrivateKey
     cert: IDCert
+    # Set while a rotation replaces this identity: the first second that belongs
+    # to the new server cert. Certs this key still signs must start before it.
+    retiring_at: int | None = None
 
     @property
     def public_key(self) -> bytes:
@@ -76,26 +79,35 @@ async def load_or_create(
 
 
 async def rotate(
-    db: Database, data_dir: Path, current: ServerIdentity, lifetime_days: int
-) -> tuple[ServerIdentity, int]:
-    """Replace the key and root cert; return the new identity and the switch time."""
-    now = int(time.time())
+    db: Database,
+    data_dir: Path,
+    current: ServerIdentity,
+    lifetime_days: int,
+    switch: int,
+) -> ServerIdentity:
+    """Store a new key and root cert that take over at ``switch``; return them.
+
+    The old cert ends where the new one starts, so that every timestamp names
+    exactly one server cert (timestamps are whole seconds).
+    """
     key = Ed25519PrivateKey.generate()
     async with db.transaction() as conn:
         old = await cert_store.current_server_cert(conn)
         assert old is not None
-        await cert_store.replace_server_cert(conn, old.id, now)
-        identity = await _store_new_cert(conn, key, current.cert.issuer_domain, lifetime_days, now)
+        await cert_store.replace_server_cert(conn, old.id, switch)
+        identity = await _store_new_cert(
+            conn, key, current.cert.issuer_domain, lifetime_days, switch
+        )
         _write_key(data_dir / KEY_FILE, key)
     logger.info("server id-cert rotated serial=%d", identity.cert.serial_number)
-    return identity, now
+    return identity
 
 
 async def _issue(
     db: Database, key: Ed25519PrivateKey, domain: str, lifetime_days: int
 ) -> ServerIdentity:
     async with db.transaction() as conn:
-        identity = await _store_new_cert(conn, key, domain, lifetime_days, int(time.time()))
+        identity = await _store_new_cert(conn, key, domain, lifetime_days, clock.now())
     logger.info(
         "server id-cert issued domain=%s serial=%d", domain, identity.cert.serial_number
     )
@@ -132,9 +144,13 @@ def _read_key(path: Path) -> Ed25519PrivateKey:
         data = path.read_bytes()
         key = serialization.load_pem_private_key(data, password=None)
     except OSError as exc:
-        raise IdentityError(f"cannot read server key {str(path)!r}: {exc.strerror}") from exc
+        raise IdentityError(
+            f"cannot read server key {str(path)!r}: {exc.strerror}"
+        ) from exc
     except (ValueError, TypeError) as exc:
-        raise IdentityError(f"server key {str(path)!r} is not a PEM private key") from exc
+        raise IdentityError(
+            f"server key {str(path)!r} is not a PEM private key"
+        ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise IdentityError(f"server key {str(path)!r} is not an Ed25519 key")
     return key

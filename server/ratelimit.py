@@ -27,7 +27,7 @@ class RateLimiter:
         self._max_keys = max_keys
 
     def check(self, key: str, now: float | None = None) -> int:
-        """Take one token for ``key``; return 0, or the seconds to wait if none is left."""
+        """Take a token for ``key``; return 0, or the seconds to wait."""
         now = time.monotonic() if now is None else now
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -36,7 +36,9 @@ class RateLimiter:
             bucket = self._buckets[key] = _Bucket(self._capacity, now)
         else:
             elapsed = now - bucket.updated
-            bucket.tokens = min(self._capacity, bucket.tokens + elapsed * self._per_second)
+            bucket.tokens = min(
+                self._capacity, bucket.tokens + elapsed * self._per_second
+            )
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0

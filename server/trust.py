@@ -39,16 +39,21 @@ async def verify_actor_cert(state: ServerState, cert: IDCert, now: int) -> None:
         issuer = load_server_cert(stored.der)
         check_actor_cert_for(cert, issuer=issuer, now=now)
         invalidated = {
-            c.serial for c in await cert_store.list_invalidated(state.db.reader, subject.fid)
+            c.serial
+            for c in await cert_store.list_invalidated(state.db.reader, subject.fid)
         }
     else:
-        issuer = await state.federation.server_cert(subject.domain, cert.not_valid_before)
+        issuer = await state.federation.server_cert(
+            subject.domain, cert.not_valid_before
+        )
         check_actor_cert_for(cert, issuer=issuer, now=now)
         invalidated = set(
             await state.federation.invalidated_serials(subject.fid, subject.domain)
         )
     if cert.serial_number in invalidated:
-        raise InvalidIDCert(f"serial {cert.serial_number} was invalidated by its home server")
+        raise InvalidIDCert(
+            f"serial {cert.serial_number} was invalidated by its home server"
+        )
 
 
 def verify_invalidation_signature(

@@ -29,7 +29,8 @@ async def create_actor(
     """
     try:
         cursor = await conn.execute(
-            "INSERT INTO actors (local_name, password_hash, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO actors (local_name, password_hash, created_at) "
+            "VALUES (?, ?, ?)",
             (local_name, password_hash, now),
         )
     except sqlite3.IntegrityError as exc:

@@ -111,7 +111,8 @@ async def get_cert(conn: Connection, cert_id: int) -> StoredCert | None:
 async def invalidate_cert(conn: Connection, cert_id: int, now: int) -> None:
     """Mark a cert invalid from ``now`` on (no-op if it already is)."""
     await conn.execute(
-        "UPDATE id_certs SET invalidated_at = ? WHERE id = ? AND invalidated_at IS NULL",
+        "UPDATE id_certs SET invalidated_at = ? "
+        "WHERE id = ? AND invalidated_at IS NULL",
         (now, cert_id),
     )
 
@@ -178,8 +179,6 @@ async def server_cert_at(conn: Connection, t: int) -> ServerCert | None:
     ) as cursor:
         row = await cursor.fetchone()
     return ServerCert.from_row(row) if row else None
-
-
 
 
 async def find_cert(

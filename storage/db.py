@@ -70,7 +70,9 @@ class Database:
             for conn in (writer, reader):
                 if conn is not None:
                     await conn.close()
-            raise DatabaseUnusable(f"cannot open database {str(path)!r}: {exc}") from exc
+            raise DatabaseUnusable(
+                f"cannot open database {str(path)!r}: {exc}"
+            ) from exc
         except DatabaseUnusable:
             if writer is not None:
                 await writer.close()

@@ -9,11 +9,21 @@ from dataclasses import dataclass
 from .db import Connection
 from .errors import InitKeyTaken
 
-__all__ = ["Claim", "StoredKeyPackage", "add", "claim", "replace_last_resort"]
+__all__ = [
+    "Claim",
+    "StoredKeyPackage",
+    "add",
+    "claim",
+    "delete_for_session",
+    "delete_last_resort",
+    "replace_last_resort",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class StoredKeyPackage:
+    """A verified KeyPackage as stored: its init key, encoding and expiry."""
+
     init_key: bytes
     data: bytes
     not_after: int
@@ -33,6 +43,9 @@ async def add(
 ) -> None:
     """Store regular KeyPackages of a session.
 
+    Run it inside a transaction and roll back on error: when a duplicate stops the
+    batch, the rows before it are already written.
+
     Raises:
         InitKeyTaken: one of the init keys is already on this server.
     """
@@ -51,13 +64,13 @@ async def replace_last_resort(
 ) -> None:
     """Replace the session's last-resort KeyPackage.
 
+    Run it inside a transaction and roll back on error: the old one is deleted
+    before the new one is written.
+
     Raises:
         InitKeyTaken: the init key is already on this server.
     """
-    await conn.execute(
-        "DELETE FROM keypackages WHERE session_ref = ? AND is_last_resort = 1",
-        (session_ref,),
-    )
+    await delete_last_resort(conn, session_ref)
     try:
         await conn.execute(
             "INSERT INTO keypackages (session_ref, init_key, data, not_after, "
@@ -101,3 +114,22 @@ async def claim(conn: Connection, session_ref: int, now: int) -> Claim | None:
     if row is None:
         return None
     return Claim(bytes(row[0]), 0, True)
+
+
+async def delete_last_resort(conn: Connection, session_ref: int) -> None:
+    """Delete the session's last-resort KeyPackage, if it has one."""
+    await conn.execute(
+        "DELETE FROM keypackages WHERE session_ref = ? AND is_last_resort = 1",
+        (session_ref,),
+    )
+
+
+async def delete_for_session(conn: Connection, session_ref: int) -> int:
+    """Delete every KeyPackage of a session, last resort included; return how many.
+
+    For a key rotation: KeyPackages signed with the old key must not be handed out.
+    """
+    cursor = await conn.execute(
+        "DELETE FROM keypackages WHERE session_ref = ?", (session_ref,)
+    )
+    return int(cursor.rowcount)

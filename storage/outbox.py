@@ -41,7 +41,7 @@ async def append(
     now: int,
     max_events: int,
 ) -> list[OutboxEvent]:
-    """Store one event for each live session in ``session_refs``; return them numbered."""
+    """Store one event for each live session in ``session_refs``, numbered."""
     if not session_refs:
         return []
     marks = ",".join("?" * len(session_refs))
@@ -89,7 +89,9 @@ async def trim_by_age(conn: Connection, older_than: int) -> int:
         "WHERE sessions.id = d.session_ref",
         (older_than,),
     )
-    cursor = await conn.execute("DELETE FROM outbox WHERE created_at < ?", (older_than,))
+    cursor = await conn.execute(
+        "DELETE FROM outbox WHERE created_at < ?", (older_than,)
+    )
     return int(cursor.rowcount)
 
 

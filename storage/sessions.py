@@ -63,7 +63,9 @@ async def create_session(
     except sqlite3.IntegrityError as exc:
         raise SessionIDTaken(fid, session_id) from exc
     assert cursor.lastrowid is not None
-    return Session(cursor.lastrowid, fid, session_id, is_foreign, None, now, None, 0, -1, 0)
+    return Session(
+        cursor.lastrowid, fid, session_id, is_foreign, None, now, None, 0, -1, 0
+    )
 
 
 async def get_session(conn: Connection, session_ref: int) -> Session | None:
@@ -74,7 +76,9 @@ async def get_session(conn: Connection, session_ref: int) -> Session | None:
     return Session.from_row(row) if row else None
 
 
-async def get_live_session(conn: Connection, fid: str, session_id: str) -> Session | None:
+async def get_live_session(
+    conn: Connection, fid: str, session_id: str
+) -> Session | None:
     async with conn.execute(
         f"SELECT {_COLUMNS} FROM sessions "
         "WHERE fid = ? AND session_id = ? AND ended_at IS NULL",
@@ -104,13 +108,17 @@ async def set_current_cert(conn: Connection, session_ref: int, cert_id: int) -> 
 
 async def end_session(conn: Connection, session_ref: int, now: int) -> None:
     """Mark the session ended and delete its tokens, KeyPackages and outbox."""
-    await conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (now, session_ref))
+    await conn.execute(
+        "UPDATE sessions SET ended_at = ? WHERE id = ?", (now, session_ref)
+    )
     await delete_tokens(conn, session_ref)
     await conn.execute("DELETE FROM keypackages WHERE session_ref = ?", (session_ref,))
     await conn.execute("DELETE FROM outbox WHERE session_ref = ?", (session_ref,))
 
 
-async def insert_token(conn: Connection, token_hash: bytes, session_ref: int, now: int) -> None:
+async def insert_token(
+    conn: Connection, token_hash: bytes, session_ref: int, now: int
+) -> None:
     await conn.execute(
         "INSERT INTO tokens (hash, session_ref, created_at) VALUES (?, ?, ?)",
         (token_hash, session_ref, now),

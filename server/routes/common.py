@@ -62,5 +62,7 @@ def check_rate(state: ServerState, request: web.Request, group: str) -> None:
     wait = state.limiter.check(key)
     if wait:
         raise APIError(
-            ErrorCode.RATE_LIMITED, "Too many requests; try again later.", retry_after=wait
+            ErrorCode.RATE_LIMITED,
+            "Too many requests; try again later.",
+            retry_after=wait,
         )

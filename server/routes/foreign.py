@@ -7,7 +7,6 @@ import base64
 import binascii
 import logging
 import sqlite3
-import time
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from storage.db import Connection
 from storage.errors import SessionIDTaken
 from storage.sessions import Session
 
+from .. import clock
 from ..auth import AUTH, Auth, authenticated, new_token
 from ..certs import IDCert, InvalidIDCert, decode_cert_input, load_id_cert
 from ..errors import APIError, ErrorCode
@@ -40,7 +40,7 @@ async def get_challenge(request: web.Request) -> web.Response:
     """A fresh single-use challenge string."""
     state = request.app[STATE]
     check_rate(state, request, "challenge")
-    value, expires = state.challenges.issue(int(time.time()))
+    value, expires = state.challenges.issue(clock.now())
     return json_response({"challenge": value, "lifetime_unix": str(expires)})
 
 
@@ -54,7 +54,7 @@ async def identify(request: web.Request) -> web.Response:
     challenge = require_str(completed, "challenge", max_length=256)
     signature = _decode_signature(require_str(completed, "signature", max_length=512))
     cert_text = require_str(body, "id_cert")
-    now = int(time.time())
+    now = clock.now()
     if not state.challenges.consume(challenge, now):
         raise APIError(
             ErrorCode.INVALID_CHALLENGE, "The challenge is unknown, used or expired."
@@ -98,15 +98,18 @@ async def extern_idcert(request: web.Request) -> web.Response:
         raise InvalidIDCert("the id-cert belongs to another actor or session")
     if not session.is_foreign:
         raise APIError(
-            ErrorCode.BAD_REQUEST, "Sessions of this server rotate with /session/idcert."
+            ErrorCode.BAD_REQUEST,
+            "Sessions of this server rotate with /session/idcert.",
         )
     if cert.not_valid_before <= auth.cert.not_before:
         raise InvalidIDCert("the id-cert is not newer than the session's current one")
-    now = int(time.time())
+    now = clock.now()
     await _verify(state, cert, now)
     async with state.db.transaction() as conn:
         await _store_cert(conn, session, cert)
-    logger.info("foreign id-cert replaced fid=%s serial=%d", session.fid, cert.serial_number)
+    logger.info(
+        "foreign id-cert replaced fid=%s serial=%d", session.fid, cert.serial_number
+    )
     return web.Response(status=201)
 
 
@@ -123,7 +126,9 @@ def _decode_signature(text: str) -> bytes:
     try:
         raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise APIError(ErrorCode.INVALID_CHALLENGE, "The signature is not base64.") from exc
+        raise APIError(
+            ErrorCode.INVALID_CHALLENGE, "The signature is not base64."
+        ) from exc
     if len(raw) != 64:
         raise APIError(ErrorCode.INVALID_CHALLENGE, "The signature is not 64 bytes.")
     return raw
@@ -141,7 +146,9 @@ async def _verify(state: ServerState, cert: IDCert, now: int) -> None:
     try:
         await verify_actor_cert(state, cert, now)
     except HomeServerUnreachable as exc:
-        logger.warning("home server unreachable domain=%s reason=%s", exc.domain, exc.reason)
+        logger.warning(
+            "home server unreachable domain=%s reason=%s", exc.domain, exc.reason
+        )
         raise APIError(
             ErrorCode.HOME_SERVER_UNREACHABLE,
             "The actor's home server could not be reached.",
@@ -154,7 +161,9 @@ async def _bind_session(state: ServerState, cert: IDCert, now: int) -> str:
     assert subject is not None
     token, token_hash = new_token()
     async with state.db.transaction() as conn:
-        session = await session_store.get_live_session(conn, subject.fid, subject.session_id)
+        session = await session_store.get_live_session(
+            conn, subject.fid, subject.session_id
+        )
         if session is None:
             session = await session_store.create_session(
                 conn,
@@ -195,5 +204,7 @@ async def _store_cert(conn: Connection, session: Session, cert: IDCert) -> None:
             not_after=cert.not_valid_after,
         )
     except sqlite3.IntegrityError as exc:
-        raise InvalidIDCert("this id-cert was already used by an ended session") from exc
+        raise InvalidIDCert(
+            "this id-cert was already used by an ended session"
+        ) from exc
     await session_store.set_current_cert(conn, session.id, stored.id)

@@ -1,10 +1,9 @@
-"""Home-server routes: accounts, sessions and ID-Certs from CSRs (PROTOCOL.md section 5)."""
+"""Home-server routes: accounts, sessions and ID-Certs from CSRs (PROTOCOL.md 5)."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from typing import Final
 
 from aiohttp import web
@@ -16,9 +15,19 @@ from storage.db import Connection
 from storage.errors import SessionIDTaken
 from storage.sessions import Session
 
+from .. import clock
 from ..auth import AUTH, Auth, authenticated, check_password, hash_password, new_token
-from ..certs import CSR, decode_cert_input, der_to_base64, der_to_pem, issue_actor_cert
-from ..certs import InvalidCSR, load_csr, load_id_cert, new_serial_number
+from ..certs import (
+    CSR,
+    InvalidCSR,
+    decode_cert_input,
+    der_to_base64,
+    der_to_pem,
+    issue_actor_cert,
+    load_csr,
+    load_id_cert,
+    new_serial_number,
+)
 from ..errors import APIError, ErrorCode
 from ..events import EventOp
 from ..http import json_response, read_json, require_object, require_str
@@ -52,10 +61,12 @@ async def register(request: web.Request) -> web.Response:
             "The username must be 1 to 64 of a-z, 0-9 and . _ % + -.",
         )
     if len(password) < MIN_PASSWORD:
-        raise APIError(ErrorCode.BAD_REQUEST, "The password needs at least 8 characters.")
+        raise APIError(
+            ErrorCode.BAD_REQUEST, "The password needs at least 8 characters."
+        )
     password_hash = await hash_password(password)
     async with state.db.transaction() as conn:
-        await actors.create_actor(conn, username, password_hash, int(time.time()))
+        await actors.create_actor(conn, username, password_hash, clock.now())
     fid = f"{username}@{state.domain}"
     logger.info("actor registered fid=%s", fid)
     return json_response({"fid": fid}, status=201)
@@ -77,9 +88,11 @@ async def trust_session(request: web.Request) -> web.Response:
     csr = _load_csr(state, csr_text)
     if csr.subject.local_name != actor.local_name:
         raise InvalidCSR(f"uid {csr.subject.fid!r} is not the logged-in actor")
-    now = int(time.time())
+    now = clock.now()
     async with state.db.transaction() as conn:
-        old = await session_store.get_live_session(conn, csr.subject.fid, csr.subject.session_id)
+        old = await session_store.get_live_session(
+            conn, csr.subject.fid, csr.subject.session_id
+        )
         if old is not None:
             if await _has_valid_cert(conn, old, now):
                 raise SessionIDTaken(old.fid, old.session_id)
@@ -117,7 +130,7 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
         raise InvalidCSR(
             f"session id {csr.subject.session_id!r} is not the token's session"
         )
-    now = int(time.time())
+    now = clock.now()
     async with state.db.transaction() as conn:
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
         await session_store.delete_tokens(conn, session.id)
@@ -153,13 +166,15 @@ async def logout(request: web.Request) -> web.Response:
     """
     state = request.app[STATE]
     auth: Auth = request[AUTH]
-    now = int(time.time())
+    now = clock.now()
     signature = ""
     if request.body_exists:
         body = require_object(await read_json(request))
         if "signature" in body:
             signature = require_str(body, "signature", max_length=512)
-            _check_invalidation_signature(auth.cert.der, auth.cert.serial, now, signature)
+            _check_invalidation_signature(
+                auth.cert.der, auth.cert.serial, now, signature
+            )
     async with state.db.transaction() as conn:
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
         await session_store.end_session(conn, auth.session.id, now)
@@ -211,16 +226,23 @@ async def _issue_cert(
     state: ServerState, conn: Connection, session: Session, csr: CSR, now: int
 ) -> tuple[bytes, cert_store.StoredCert]:
     """Sign the CSR, store the cert as the session's current one."""
-    server = state.identity.cert
-    not_after = min(now + state.config.certs.actor_lifetime_days * DAY, server.not_valid_after)
+    current = state.identity
+    server = current.cert
+    # Never before the issuer's own notBefore: a foreign server looks the issuer
+    # up by this time (a cert issued in the second of a server key rotation).
+    not_before = max(now, server.not_valid_before)
+    if current.retiring_at is not None:
+        not_before = min(not_before, current.retiring_at - 1)
+    lifetime = state.config.certs.actor_lifetime_days * DAY
+    not_after = min(now + lifetime, server.not_valid_after)
     for _ in range(5):
         serial = new_serial_number()
         der = issue_actor_cert(
             csr,
-            issuer_key=state.identity.key,
+            issuer_key=current.key,
             issuer_cert=server,
             serial_number=serial,
-            not_valid_before=now,
+            not_valid_before=not_before,
             not_valid_after=not_after,
         )
         try:
@@ -231,7 +253,7 @@ async def _issue_cert(
                 serial=serial,
                 issuer_domain=state.domain,
                 der=der,
-                not_before=now,
+                not_before=not_before,
                 not_after=not_after,
             )
         except sqlite3.IntegrityError:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import time
 from typing import Any, Final
 
 from aiohttp import web
 
+from storage import certs as cert_store
 from storage import keypackages as kp_store
 from storage import sessions as session_store
+from storage.db import Connection
 from storage.errors import InitKeyTaken
-from storage.keypackages import StoredKeyPackage
+from storage.keypackages import Claim, StoredKeyPackage
+from storage.outbox import OutboxEvent
+from storage.sessions import Session
 
+from .. import clock
 from ..auth import AUTH, Auth, authenticated
 from ..certs import load_id_cert
 from ..errors import APIError, ErrorCode
@@ -38,12 +42,21 @@ async def add_keypackages(request: web.Request) -> web.Response:
     """Store a batch of regular KeyPackages for the caller's session, all or nothing."""
     state = request.app[STATE]
     auth: Auth = request[AUTH]
+    _require_home_session(auth)
     body = await read_json(request)
     if not isinstance(body, list) or not body:
-        raise APIError(ErrorCode.BAD_REQUEST, "The body must be a non-empty JSON array.")
+        raise APIError(
+            ErrorCode.INVALID_KEYPACKAGE,
+            "The body must be a non-empty JSON array of base64 KeyPackages.",
+        )
     if len(body) > MAX_BATCH:
-        raise APIError(ErrorCode.BAD_REQUEST, f"At most {MAX_BATCH} KeyPackages a call.")
-    packages = [_checked(auth, item) for item in body]
+        raise APIError(
+            ErrorCode.BAD_REQUEST, f"At most {MAX_BATCH} KeyPackages a call."
+        )
+
+    signature_key = load_id_cert(auth.cert.der).public_key
+    now = clock.now()
+    packages = [_checked(item, signature_key, now) for item in body]
     if len({p.init_key for p in packages}) != len(packages):
         raise InitKeyTaken("the batch repeats an init_key")
     async with state.db.transaction() as conn:
@@ -58,7 +71,10 @@ async def replace_last_resort(request: web.Request) -> web.Response:
     """Replace the caller's last-resort KeyPackage."""
     state = request.app[STATE]
     auth: Auth = request[AUTH]
-    package = _checked(auth, await read_json(request))
+    _require_home_session(auth)
+    body = await read_json(request)
+    signature_key = load_id_cert(auth.cert.der).public_key
+    package = _checked(body, signature_key, clock.now())
     async with state.db.transaction() as conn:
         await kp_store.replace_last_resort(conn, auth.session.id, package)
     logger.info("last-resort keypackage replaced fid=%s", auth.session.fid)
@@ -72,34 +88,86 @@ async def claim_keypackages(request: web.Request) -> web.Response:
     state = request.app[STATE]
     fid = await local_actor_fid(state, request.match_info["user_id"])
     threshold = state.config.keypackages.low_threshold
-    now = int(time.time())
+    now = clock.now()
     claimed: list[str] = []
+    events: list[OutboxEvent] = []
     async with state.db.transaction() as conn:
-        low: dict[int, dict[str, Any]] = {}
         for session in await session_store.list_live_sessions(conn, fid):
-            claim = await kp_store.claim(conn, session.id, now)
+            claim = await _claim(conn, session, now)
             if claim is None:
                 continue
             claimed.append(base64.b64encode(claim.data).decode())
+            # PROTOCOL.md 9: fewer than low_threshold left, or the last resort used.
             if claim.last_resort_used or claim.remaining < threshold:
-                low[session.id] = {
-                    "remaining": claim.remaining,
-                    "last_resort_used": claim.last_resort_used,
-                }
-        events = []
-        for session_ref, d in low.items():
-            events += await state.events.store(
-                conn, [session_ref], EventOp.LOW_KEYPACKAGES, d
-            )
+                events += await state.events.store(
+                    conn,
+                    [session.id],
+                    EventOp.LOW_KEYPACKAGES,
+                    {
+                        "remaining": claim.remaining,
+                        "last_resort_used": claim.last_resort_used,
+                    },
+                )
     state.events.publish(events)
     return json_response(claimed)
 
 
-def _checked(auth: Auth, item: Any) -> StoredKeyPackage:
-    """Decode and verify one base64 KeyPackage against the session's ID-Cert key.
+def _require_home_session(auth: Auth) -> None:
+    """Only sessions of this server's actors keep KeyPackages here.
 
     Raises:
-        KeyPackageError: not base64, malformed, or failing a rule.
+        APIError: the session belongs to an actor of another server.
+    """
+    # polyproto spec 6.1: servers only store KeyPackages for home server users.
+    if auth.session.is_foreign:
+        raise APIError(
+            ErrorCode.BAD_REQUEST,
+            "KeyPackages are stored on the actor's home server.",
+        )
+
+
+async def _claim(conn: Connection, session: Session, now: int) -> Claim | None:
+    """Take one KeyPackage of a session whose current ID-Cert is valid at ``now``.
+
+    KeyPackages whose leaf signature key is not the key of that ID-Cert were made
+    before a key rotation; nobody could verify them, so they are deleted on the way.
+    """
+    if session.current_cert_id is None:
+        return None
+    cert = await cert_store.get_cert(conn, session.current_cert_id)
+    if cert is None or not cert.is_valid_at(now):
+        return None
+    signature_key = load_id_cert(cert.der).public_key
+    while (claim := await kp_store.claim(conn, session.id, now)) is not None:
+        if _leaf_signature_key(claim.data) == signature_key:
+            return claim
+        if claim.last_resort_used:
+            await kp_store.delete_last_resort(conn, session.id)
+        logger.info(
+            "stale keypackage dropped fid=%s session_id=%s last_resort=%s",
+            session.fid,
+            session.session_id,
+            claim.last_resort_used,
+        )
+    return None
+
+
+def _leaf_signature_key(data: bytes) -> bytes | None:
+    """The leaf signature key of a stored KeyPackage, or None if it does not decode."""
+    try:
+        return decode_keypackage(data).signature_key
+    except KeyPackageError:
+        return None
+
+
+def _checked(item: Any, signature_key: bytes, now: int) -> StoredKeyPackage:
+    """Decode and verify one base64 KeyPackage against the session's ID-Cert key.
+
+    The stored bytes are the uploaded ones, so a claim hands out exactly what the
+    session uploaded (bare or wrapped in an MLSMessage).
+
+    Raises:
+        KeyPackageError: not a base64 string, malformed, or failing a rule.
     """
     if not isinstance(item, str):
         raise KeyPackageError("each keypackage must be a base64 string")
@@ -109,7 +177,6 @@ def _checked(auth: Auth, item: Any) -> StoredKeyPackage:
     except (binascii.Error, ValueError) as exc:
         raise KeyPackageError("not base64") from exc
     package = decode_keypackage(raw)
-    signature_key = load_id_cert(auth.cert.der).public_key
-    verify_keypackage(package, signature_key=signature_key, now=int(time.time()))
+    verify_keypackage(package, signature_key=signature_key, now=now)
     assert package.not_after is not None
-    return StoredKeyPackage(package.init_key, package.raw, package.not_after)
+    return StoredKeyPackage(package.init_key, raw, package.not_after)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 
 from aiohttp import web
 
 from storage import certs as cert_store
 from storage import sessions as session_store
 
-from .. import identity
+from .. import clock, identity
 from ..auth import AUTH, Auth, authenticated
 from ..certs import der_to_base64, der_to_pem
 from ..errors import APIError, ErrorCode
@@ -46,13 +46,21 @@ async def rotate_server_cert(request: web.Request) -> web.Response:
     auth: Auth = request[AUTH]
     admins = {fid.lower() for fid in state.config.auth.admins}
     if auth.session.is_foreign or auth.session.fid not in admins:
-        raise APIError(ErrorCode.NOT_ADMINISTRATOR, "Only an administrator may do this.")
-    new_identity, switched_at = await identity.rotate(
+        raise APIError(
+            ErrorCode.NOT_ADMINISTRATOR, "Only an administrator may do this."
+        )
+    switched_at = clock.now() + 1
+    state.identity = dataclasses.replace(state.identity, retiring_at=switched_at)
+    new_identity = await identity.rotate(
         state.db,
         state.config.data_path,
         state.identity,
         state.config.server.server_cert_lifetime_days,
+        switched_at,
     )
+    # Serve the old cert until the new one's first second has begun, so that no
+    # cert is handed out before its notBefore.
+    await clock.sleep_until(switched_at)
     state.identity = new_identity
     pem = der_to_pem(new_identity.cert.der)
     await _announce_server_cert(state, pem, switched_at)
@@ -79,7 +87,7 @@ async def get_actor_certs(request: web.Request) -> web.Response:
     fid = await local_actor_fid(state, request.match_info["user_id"])
     at = timestamp_param(request, await body_if_any(request))
     certs = await cert_store.list_certs_at(
-        state.db.reader, fid, int(time.time()) if at is None else at
+        state.db.reader, fid, clock.now() if at is None else at
     )
     return json_response([der_to_base64(c.der) for c in certs])
 

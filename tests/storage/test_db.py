@@ -1,0 +1,102 @@
+"""The database: migrations on fresh and existing files, refusal of unusable ones."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import actors
+from storage.db import SCHEMA_VERSION, Database
+from storage.errors import ActorExists, DatabaseUnusable
+
+TABLES = {
+    "actors",
+    "server_certs",
+    "sessions",
+    "id_certs",
+    "tokens",
+    "keypackages",
+    "outbox",
+}
+
+
+def schema_of(path: Path) -> tuple[int, set[str]]:
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        names = {
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    return version, names
+
+
+async def test_open_fresh_database_applies_all_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "p2core.sqlite3"
+    db = await Database.open(path)
+    await db.close()
+    version, names = schema_of(path)
+    assert version == SCHEMA_VERSION
+    assert names >= TABLES
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_open_existing_database_keeps_rows(tmp_path: Path) -> None:
+    path = tmp_path / "p2core.sqlite3"
+    db = await Database.open(path)
+    async with db.transaction() as conn:
+        await actors.create_actor(conn, "alice", "hash", 1)
+    await db.close()
+    db = await Database.open(path)
+    try:
+        actor = await actors.get_actor(db.reader, "alice")
+    finally:
+        await db.close()
+    assert actor is not None and actor.password_hash == "hash"
+    assert schema_of(path)[0] == SCHEMA_VERSION
+
+
+async def test_open_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "p2core.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(DatabaseUnusable, match="newer than"):
+        await Database.open(path)
+
+
+async def test_open_refuses_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "p2core.sqlite3"
+    path.write_bytes(b"this is not a database" * 200)
+    with pytest.raises(DatabaseUnusable, match="cannot open database"):
+        await Database.open(path)
+
+
+async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "p2core.sqlite3")
+    try:
+        with pytest.raises(ActorExists):
+            async with db.transaction() as conn:
+                await actors.create_actor(conn, "bob", "h", 1)
+                await actors.create_actor(conn, "bob", "h", 1)
+        assert await actors.get_actor(db.reader, "bob") is None
+    finally:
+        await db.close()
+
+
+async def test_concurrent_transactions_never_lock(tmp_path: Path) -> None:
+    import asyncio
+
+    db = await Database.open(tmp_path / "p2core.sqlite3")
+
+    async def register(i: int) -> None:
+        async with db.transaction() as conn:
+            await actors.create_actor(conn, f"actor{i}", "h", i)
+
+    try:
+        await asyncio.gather(*(register(i) for i in range(200)))
+        row = await db.fetchone("SELECT count(*) FROM actors")
+    finally:
+        await db.close()
+    assert row[0] == 200
