@@ -163,12 +163,17 @@ def _read_file(path: str | Path | None) -> dict[str, Any]:
         ) from exc
 
 
-def _section_types() -> dict[str, Any]:
-    hints: dict[str, Any] = {}
-    for f in dataclasses.fields(Config):
-        default = f.default_factory()  # type: ignore[misc]
-        hints[f.name] = type(default)
-    return hints
+def _section_types() -> dict[str, type[Any]]:
+    return {
+        "server": ServerConfig,
+        "auth": AuthConfig,
+        "certs": CertsConfig,
+        "gateway": GatewayConfig,
+        "keypackages": KeyPackagesConfig,
+        "limits": LimitsConfig,
+        "federation": FederationConfig,
+        "logging": LoggingConfig,
+    }
 
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -239,7 +244,8 @@ def _normalized(config: Config) -> Config:
     """Domains and FIDs compare case-insensitively and are kept lower-case."""
     config = config.replace("server", domain=config.server.domain.lower())
     config = config.replace(
-        "auth", admins=[a.lower() if isinstance(a, str) else a for a in config.auth.admins]
+        "auth",
+        admins=[a.lower() if isinstance(a, str) else a for a in config.auth.admins],
     )
     peers = {str(k).lower(): v for k, v in config.federation.peers.items()}
     return config.replace("federation", peers=peers)

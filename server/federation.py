@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
+from yarl import URL
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -194,7 +195,7 @@ class FederationClient:
                 async with client.get(url, allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308):
                         target = response.headers.get("Location", "")
-                        url = str(response.url.join(aiohttp.client.URL(target)))
+                        url = str(response.url.join(URL(target)))
                         if urlsplit(url).hostname != host:
                             raise HomeServerUnreachable(
                                 domain, "redirect to another host"

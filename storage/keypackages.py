@@ -105,6 +105,7 @@ async def claim(conn: Connection, session_ref: int, now: int) -> Claim | None:
             (session_ref,),
         ) as cursor:
             count = await cursor.fetchone()
+        assert count is not None
         return Claim(bytes(row[0]), int(count[0]), False)
     async with conn.execute(
         "SELECT data FROM keypackages WHERE session_ref = ? AND is_last_resort = 1",

@@ -43,7 +43,18 @@ class Session:
 
     @classmethod
     def from_row(cls, row: Any) -> Session:
-        return cls(*row[:3], bool(row[3]), *row[4:])
+        return cls(
+            id=row[0],
+            fid=row[1],
+            session_id=row[2],
+            is_foreign=bool(row[3]),
+            current_cert_id=row[4],
+            created_at=row[5],
+            ended_at=row[6],
+            next_seq=row[7],
+            dropped_through=row[8],
+            dropped_pending=row[9],
+        )
 
 
 async def create_session(
@@ -90,8 +101,9 @@ async def get_live_session(
 
 async def list_live_sessions(conn: Connection, fid: str | None = None) -> list[Session]:
     """Live sessions of one actor, or of everyone when ``fid`` is None."""
+    params: tuple[str, ...] = ()
     if fid is None:
-        sql, params = f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NULL", ()
+        sql = f"SELECT {_COLUMNS} FROM sessions WHERE ended_at IS NULL"
     else:
         sql = f"SELECT {_COLUMNS} FROM sessions WHERE fid = ? AND ended_at IS NULL"
         params = (fid,)
