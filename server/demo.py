@@ -1,4 +1,4 @@
-"""Federation demo: two real servers on 127.0.0.1, an actor of one identifies on the other.
+"""Federation demo: two servers on 127.0.0.1, an actor of one identifies on the other.
 
 Run ``python -m server.demo``. It starts two ``p2core-server`` processes with their
 own configs and data directories, each naming the other in ``federation.peers``,
@@ -18,13 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from base64 import b64encode
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 
 from .certs import load_id_cert
-from .client import P2Client, SessionKey
+from .client import P2Client, SessionKey, sign_challenge
 
 __all__ = ["ServerProcess", "free_port", "main", "run_demo", "two_servers"]
 
@@ -170,10 +171,6 @@ async def run_demo(a: ServerProcess, b: ServerProcess) -> None:
 
 
 async def _completed(client: P2Client, session: SessionKey) -> dict[str, object]:
-    from base64 import b64encode
-
-    from .client import sign_challenge
-
     challenge = await client.challenge()
     return {
         "completed_challenge": {

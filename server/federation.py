@@ -17,9 +17,9 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
-from yarl import URL
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from .certs import CertificateError, IDCert, decode_cert_input, load_server_cert
 from .config import Config

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from server.certs import load_id_cert
-from server.client import P2Client, SessionKey
+from server.client import P2Client, SessionKey, sign_challenge
 from server.demo import PASSWORD, ServerProcess, run_demo, two_servers
 
 
@@ -111,8 +111,6 @@ async def test_extern_refuses_cert_of_other_session(
 
 
 async def _identify_body(client: P2Client, session: SessionKey) -> dict[str, object]:
-    from server.client import sign_challenge
-
     challenge = await client.challenge()
     return {
         "completed_challenge": {
