@@ -6,7 +6,6 @@ import base64
 import contextlib
 import random
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,9 @@ from server.certs import (
 )
 from server.der import DERError
 from tests.data import make_vectors
+from tests.openssl_tools import GOOD_SUBJECT
+from tests.openssl_tools import openssl as _openssl
+from tests.openssl_tools import openssl_csr as _openssl_csr
 
 DATA = Path(__file__).parent.parent / "data"
 T0 = 1_700_000_000
@@ -42,9 +44,6 @@ BC = "2.5.29.19"
 KU = "2.5.29.15"
 EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 ED25519_ALGORITHM = bytes.fromhex("300506032b6570")
-GOOD_SUBJECT = (
-    "/CN=alice/DC=com/DC=example/UID=alice@example.com/uniqueIdentifier=sess1"
-)
 
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 
@@ -54,43 +53,6 @@ requires_openssl = pytest.mark.skipif(
 
 
 # --- helpers: openssl ----------------------------------------------------------------
-
-_KEY_ARGS = {
-    "ed25519": ["-algorithm", "ed25519"],
-    "ed448": ["-algorithm", "ed448"],
-    "rsa": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-    "ecdsa": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-}
-
-
-def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
-    result = subprocess.run(
-        ["openssl", *args], input=stdin, capture_output=True, check=False
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
-    return result.stdout
-
-
-def _openssl_csr(
-    tmp_path: Path,
-    subject: str = GOOD_SUBJECT,
-    *,
-    key: str = "ed25519",
-    extra: tuple[str, ...] = (),
-    string_mask: str | None = None,
-) -> bytes:
-    key_path = tmp_path / f"{key}.pem"
-    if not key_path.exists():
-        _openssl("genpkey", *_KEY_ARGS[key], "-out", str(key_path))
-    args = ["req", "-new", "-key", str(key_path), "-subj", subject, "-outform", "DER"]
-    if string_mask is not None:
-        config = tmp_path / "req.cnf"
-        config.write_text(
-            "[ req ]\ndistinguished_name = dn\nprompt = no\n"
-            f"string_mask = {string_mask}\n[ dn ]\n"
-        )
-        args += ["-config", str(config)]
-    return _openssl(*args, *extra)
 
 
 def _openssl_text(cert_der: bytes) -> str:
