@@ -41,3 +41,6 @@ def configure_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: too noisy,
+    # and the parameters include password hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

@@ -20,7 +20,9 @@ async def test_logs_name_events_without_secrets(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     session: SessionKey = await new_session()
+    first_token = session.token
     token = await client.identify(session)
+    session.token = token
     await client.rotate(session)
     await client.request("GET", "/p2core/events", token="wrong-token")
     text = "\n".join(r.getMessage() for r in caplog.records)
@@ -29,7 +31,7 @@ async def test_logs_name_events_without_secrets(
         serialization.PrivateFormat.Raw,
         serialization.NoEncryption(),
     ).hex()
-    for secret in (PASSWORD, token, session.token, "wrong-token", private):
+    for secret in (PASSWORD, first_token, token, session.token, "wrong-token", private):
         assert secret not in text
     assert "session trusted fid=alice@example.com session_id=s1" in text
     assert any(r.name == "server.routes.home" for r in caplog.records)
