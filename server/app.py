@@ -61,15 +61,16 @@ def _resources(config: Config) -> web.CleanupContextCallable:  # type: ignore[na
             await db.close()
             raise
         hub = Hub()
+        events = EventBus(hub, max_events=config.gateway.outbox_max_events)
         state = ServerState(
             config=config,
             db=db,
             identity=server_identity,
             hub=hub,
-            events=EventBus(hub, max_events=config.gateway.outbox_max_events),
+            events=events,
             challenges=ChallengeStore(),
             federation=FederationClient(config),
-            metrics=_new_metrics(hub),
+            metrics=_new_metrics(hub, events),
             limiter=RateLimiter(config.limits.rate_per_minute),
         )
         app[STATE] = state
@@ -90,10 +91,15 @@ def _resources(config: Config) -> web.CleanupContextCallable:  # type: ignore[na
     return context
 
 
-def _new_metrics(hub: Hub) -> Metrics:
+def _new_metrics(hub: Hub, events: EventBus) -> Metrics:
     metrics = Metrics()
     metrics.counter("p2core_http_requests_total", "HTTP requests by route and status.")
-    metrics.counter("p2core_events_stored_total", "Events written to session outboxes.")
+    metrics.gauge(
+        "p2core_events_stored_total",
+        "Events written to session outboxes.",
+        lambda: events.stored,
+        kind="counter",
+    )
     metrics.gauge(
         "p2core_gateway_connections",
         "Open authenticated gateway connections.",

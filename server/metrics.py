@@ -15,6 +15,7 @@ class Metrics:
         self._counters: dict[str, Counter[tuple[tuple[str, str], ...]]] = {}
         self._help: dict[str, str] = {}
         self._gauges: dict[str, Callable[[], float]] = {}
+        self._kinds: dict[str, str] = {}
 
     def counter(self, name: str, help_text: str) -> None:
         self._counters.setdefault(name, Counter())
@@ -23,9 +24,18 @@ class Metrics:
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         self._counters[name][tuple(sorted(labels.items()))] += amount
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+    def gauge(
+        self,
+        name: str,
+        help_text: str,
+        read: Callable[[], float],
+        *,
+        kind: str = "gauge",
+    ) -> None:
+        """A value read when scraped; ``kind`` "counter" for one that only grows."""
         self._gauges[name] = read
         self._help[name] = help_text
+        self._kinds[name] = kind
 
     def render(self) -> str:
         lines: list[str] = []
@@ -36,7 +46,7 @@ class Metrics:
                 lines.append(f"{name}{_labels(labels)} {value}")
         for name, read in sorted(self._gauges.items()):
             lines.append(f"# HELP {name} {self._help[name]}")
-            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"# TYPE {name} {self._kinds[name]}")
             lines.append(f"{name} {read():g}")
         return "\n".join(lines) + "\n"
 

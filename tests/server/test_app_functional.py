@@ -154,3 +154,5 @@ async def test_operational_routes_answer(client: P2Client) -> None:
     assert metrics.status == 200
     assert 'p2core_http_requests_total{route="/healthz",status="200"} 1' in metrics.data
     assert "p2core_gateway_connections 0" in metrics.data
+    assert "# TYPE p2core_events_stored_total counter" in metrics.data
+    assert "p2core_events_stored_total 0" in metrics.data
