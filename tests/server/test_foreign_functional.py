@@ -271,7 +271,7 @@ async def test_identify_rejects_garbage_cert(client: P2Client) -> None:
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
 
 
-async def test_second_identify_with_older_cert_is_session_id_taken(
+async def test_identify_rejects_older_cert_invalidated_by_rotation(
     client: P2Client, new_session: Callable[..., Any], clock: FakeClock
 ) -> None:
     session: SessionKey = await new_session()
@@ -282,3 +282,37 @@ async def test_second_identify_with_older_cert_is_session_id_taken(
     reply = await post_identify(client, await identify_body(client, old_cert, old_key))
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
+
+
+async def test_identify_with_older_cert_of_known_session_is_session_id_taken(
+    start_server: Callable[..., Any], tmp_path: Path, clock: FakeClock
+) -> None:
+    home_server: TestServer = await start_server(
+        make_config(tmp_path / "a", server={"domain": "a.example"})
+    )
+    home_url = str(home_server.make_url("")).rstrip("/")
+    foreign_server: TestServer = await start_server(
+        make_config(
+            tmp_path / "b",
+            server={"domain": "b.example"},
+            federation={"peers": {"a.example": home_url}, "cache_ttl_s": 3600},
+        )
+    )
+    async with (
+        P2Client(home_url) as home,
+        P2Client(str(foreign_server.make_url(""))) as foreign,
+    ):
+        await home.register("alice", "long enough password")
+        session = await home.trust(
+            SessionKey("alice", "a.example", "s1"), "long enough password"
+        )
+        old_cert, old_key = session.id_cert, session.key
+        assert await foreign.identify(session)
+        clock.advance(10)
+        await home.rotate(session)
+        assert await foreign.identify(session)
+        reply = await post_identify(
+            foreign, await identify_body(foreign, old_cert, old_key)
+        )
+    assert reply.status == 409
+    assert reply.data["error"] == "P2CORE_SESSION_ID_TAKEN"
