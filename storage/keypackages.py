@@ -49,6 +49,7 @@ async def add(
     Raises:
         InitKeyTaken: one of the init keys is already on this server.
     """
+    await _refuse_used(conn, [p.init_key for p in packages])
     try:
         await conn.executemany(
             "INSERT INTO keypackages (session_ref, init_key, data, not_after) "
@@ -70,6 +71,7 @@ async def replace_last_resort(
     Raises:
         InitKeyTaken: the init key is already on this server.
     """
+    await _refuse_used(conn, [package.init_key])
     await delete_last_resort(conn, session_ref)
     try:
         await conn.execute(
@@ -94,11 +96,15 @@ async def claim(conn: Connection, session_ref: int, now: int) -> Claim | None:
     async with conn.execute(
         "DELETE FROM keypackages WHERE id = (SELECT id FROM keypackages "
         "WHERE session_ref = ? AND is_last_resort = 0 ORDER BY id LIMIT 1) "
-        "RETURNING data",
+        "RETURNING data, init_key",
         (session_ref,),
     ) as cursor:
         row = await cursor.fetchone()
     if row is not None:
+        await conn.execute(
+            "INSERT OR IGNORE INTO used_init_keys (init_key, used_at) VALUES (?, ?)",
+            (row[1], now),
+        )
         async with conn.execute(
             "SELECT count(*) FROM keypackages WHERE session_ref = ? "
             "AND is_last_resort = 0",
@@ -134,3 +140,18 @@ async def delete_for_session(conn: Connection, session_ref: int) -> int:
         "DELETE FROM keypackages WHERE session_ref = ?", (session_ref,)
     )
     return int(cursor.rowcount)
+
+
+async def _refuse_used(conn: Connection, init_keys: Sequence[bytes]) -> None:
+    """Raise if any init key belongs to a KeyPackage that was handed out before.
+
+    Raises:
+        InitKeyTaken: a KeyPackage with one of these init keys was already claimed.
+    """
+    marks = ",".join("?" * len(init_keys))
+    async with conn.execute(
+        f"SELECT 1 FROM used_init_keys WHERE init_key IN ({marks}) LIMIT 1",
+        tuple(init_keys),
+    ) as cursor:
+        if await cursor.fetchone() is not None:
+            raise InitKeyTaken("init_key was already used by a claimed keypackage")

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from storage import actors
 from storage import certs as cert_store
+from storage import keypackages as kp_store
 from storage import sessions as session_store
 from storage.db import Connection
 from storage.errors import SessionIDTaken
@@ -134,6 +135,8 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
     async with state.db.transaction() as conn:
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
         await session_store.delete_tokens(conn, session.id)
+        # KeyPackages signed with the old key can no longer be verified.
+        await kp_store.delete_for_session(conn, session.id)
         der, _ = await _issue_cert(state, conn, session, csr, now)
         token, token_hash = new_token()
         await session_store.insert_token(conn, token_hash, session.id, now)

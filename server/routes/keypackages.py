@@ -129,35 +129,15 @@ def _require_home_session(auth: Auth) -> None:
 async def _claim(conn: Connection, session: Session, now: int) -> Claim | None:
     """Take one KeyPackage of a session whose current ID-Cert is valid at ``now``.
 
-    KeyPackages whose leaf signature key is not the key of that ID-Cert were made
-    before a key rotation; nobody could verify them, so they are deleted on the way.
+    A session whose cert expired or was invalidated cannot vouch for its
+    KeyPackages; key rotation deletes the ones signed with the old key.
     """
     if session.current_cert_id is None:
         return None
     cert = await cert_store.get_cert(conn, session.current_cert_id)
     if cert is None or not cert.is_valid_at(now):
         return None
-    signature_key = load_id_cert(cert.der).public_key
-    while (claim := await kp_store.claim(conn, session.id, now)) is not None:
-        if _leaf_signature_key(claim.data) == signature_key:
-            return claim
-        if claim.last_resort_used:
-            await kp_store.delete_last_resort(conn, session.id)
-        logger.info(
-            "stale keypackage dropped fid=%s session_id=%s last_resort=%s",
-            session.fid,
-            session.session_id,
-            claim.last_resort_used,
-        )
-    return None
-
-
-def _leaf_signature_key(data: bytes) -> bytes | None:
-    """The leaf signature key of a stored KeyPackage, or None if it does not decode."""
-    try:
-        return decode_keypackage(data).signature_key
-    except KeyPackageError:
-        return None
+    return await kp_store.claim(conn, session.id, now)
 
 
 def _checked(item: Any, signature_key: bytes, now: int) -> StoredKeyPackage:

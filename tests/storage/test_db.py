@@ -11,6 +11,7 @@ from storage import actors
 from storage.db import SCHEMA_VERSION, Database
 from storage.errors import ActorExists, DatabaseUnusable
 
+ROOT = Path(__file__).parents[2]
 TABLES = {
     "actors",
     "server_certs",
@@ -56,6 +57,26 @@ async def test_open_existing_database_keeps_rows(tmp_path: Path) -> None:
         await db.close()
     assert actor is not None and actor.password_hash == "hash"
     assert schema_of(path)[0] == SCHEMA_VERSION
+
+
+async def test_open_migrates_version_1_database_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "p2core.sqlite3"
+    first = (ROOT / "storage" / "migrations" / "0001_initial.sql").read_text()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(first + "\nPRAGMA user_version = 1;")
+        conn.execute(
+            "INSERT INTO actors (local_name, password_hash, created_at) "
+            "VALUES ('old', 'h', 1)"
+        )
+    db = await Database.open(path)
+    try:
+        actor = await actors.get_actor(db.reader, "old")
+    finally:
+        await db.close()
+    version, names = schema_of(path)
+    assert actor is not None
+    assert version == SCHEMA_VERSION >= 2
+    assert "used_init_keys" in names
 
 
 async def test_open_refuses_newer_schema(tmp_path: Path) -> None:
