@@ -1007,13 +1007,12 @@ def check_actor_cert_for(cert: IDCert, *, issuer: IDCert, now: int) -> None:
     """
     if cert.subject is None:
         raise InvalidIDCert("certificate is not an actor certificate")
-    # Re-read both from their DER so that no edited record field is trusted.
-    actor = load_id_cert(cert.der)
-    try:
-        root = load_server_cert(issuer.der)
-    except InvalidIDCert as exc:
-        raise InvalidIDCert(f"issuer is not a valid root certificate: {exc}") from exc
-    assert actor.subject is not None
+    if not issuer.is_ca or issuer.subject is not None:
+        raise InvalidIDCert("issuer is not a valid root certificate")
+    # Both records come from load_id_cert / load_server_cert (frozen, checked on
+    # load), so their fields are trusted here: no second parse or self-signature
+    # check on this hot path (identify).
+    actor, root = cert, issuer
     if actor.subject.domain != root.issuer_domain:
         raise InvalidIDCert(
             f"fid domain {actor.subject.domain!r} does not match the issuer dcs "
