@@ -14,7 +14,6 @@ from typing import Final
 
 from aiohttp import web
 
-from storage import certs as cert_store
 from storage import sessions as session_store
 from storage.certs import StoredCert
 from storage.db import Connection
@@ -96,11 +95,11 @@ async def resolve_token(conn: Connection, token: str, now: int) -> Auth | None:
     """The live session a token belongs to, if its current ID-Cert is valid now."""
     if not token or len(token) > 512:
         return None
-    session = await session_store.session_for_token(conn, hash_token(token))
-    if session is None or session.current_cert_id is None:
+    found = await session_store.session_for_token(conn, hash_token(token))
+    if found is None:
         return None
-    cert = await cert_store.get_cert(conn, session.current_cert_id)
-    if cert is None or not cert.is_valid_at(now):
+    session, cert = found
+    if not cert.is_valid_at(now):
         return None
     return Auth(session, cert)
 

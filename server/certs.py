@@ -1005,7 +1005,8 @@ def check_actor_cert_for(cert: IDCert, *, issuer: IDCert, now: int) -> None:
     Raises:
         InvalidIDCert: a rule fails; the message names it.
     """
-    if cert.subject is None:
+    subject = cert.subject
+    if subject is None:
         raise InvalidIDCert("certificate is not an actor certificate")
     if not issuer.is_ca or issuer.subject is not None:
         raise InvalidIDCert("issuer is not a valid root certificate")
@@ -1013,9 +1014,9 @@ def check_actor_cert_for(cert: IDCert, *, issuer: IDCert, now: int) -> None:
     # load), so their fields are trusted here: no second parse or self-signature
     # check on this hot path (identify).
     actor, root = cert, issuer
-    if actor.subject.domain != root.issuer_domain:
+    if subject.domain != root.issuer_domain:
         raise InvalidIDCert(
-            f"fid domain {actor.subject.domain!r} does not match the issuer dcs "
+            f"fid domain {subject.domain!r} does not match the issuer dcs "
             f"{root.issuer_domain!r}"
         )
     # The issuer name needs no separate comparison: load_id_cert made it DC-only

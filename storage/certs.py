@@ -8,6 +8,7 @@ from typing import Any
 from .db import Connection
 
 __all__ = [
+    "CERT_COLUMNS",
     "ServerCert",
     "StoredCert",
     "current_server_cert",
@@ -22,7 +23,7 @@ __all__ = [
     "server_cert_at",
 ]
 
-_CERT_COLUMNS = (
+CERT_COLUMNS = (
     "id, session_ref, fid, serial, issuer_domain, der, not_before, not_after, "
     "invalidated_at"
 )
@@ -102,7 +103,7 @@ async def insert_cert(
 
 async def get_cert(conn: Connection, cert_id: int) -> StoredCert | None:
     async with conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM id_certs WHERE id = ?", (cert_id,)
+        f"SELECT {CERT_COLUMNS} FROM id_certs WHERE id = ?", (cert_id,)
     ) as cursor:
         row = await cursor.fetchone()
     return StoredCert.from_row(row) if row else None
@@ -120,7 +121,7 @@ async def invalidate_cert(conn: Connection, cert_id: int, now: int) -> None:
 async def list_certs_at(conn: Connection, fid: str, t: int) -> list[StoredCert]:
     """The actor's certs that were valid (and not yet invalidated) at time ``t``."""
     async with conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM id_certs "
+        f"SELECT {CERT_COLUMNS} FROM id_certs "
         "WHERE fid = ? AND not_before <= ? AND not_after >= ? "
         "AND (invalidated_at IS NULL OR invalidated_at > ?) ORDER BY id",
         (fid, t, t, t),
@@ -131,7 +132,7 @@ async def list_certs_at(conn: Connection, fid: str, t: int) -> list[StoredCert]:
 
 async def list_invalidated(conn: Connection, fid: str) -> list[StoredCert]:
     async with conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM id_certs "
+        f"SELECT {CERT_COLUMNS} FROM id_certs "
         "WHERE fid = ? AND invalidated_at IS NOT NULL ORDER BY id",
         (fid,),
     ) as cursor:
@@ -186,7 +187,7 @@ async def find_cert(
 ) -> StoredCert | None:
     """The stored cert an issuer gave this serial number, if any."""
     async with conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM id_certs WHERE issuer_domain = ? AND serial = ?",
+        f"SELECT {CERT_COLUMNS} FROM id_certs WHERE issuer_domain = ? AND serial = ?",
         (issuer_domain, str(serial)),
     ) as cursor:
         row = await cursor.fetchone()

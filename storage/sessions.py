@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .certs import CERT_COLUMNS, StoredCert
 from .db import Connection
 from .errors import SessionIDTaken
 
@@ -141,13 +142,20 @@ async def delete_tokens(conn: Connection, session_ref: int) -> None:
     await conn.execute("DELETE FROM tokens WHERE session_ref = ?", (session_ref,))
 
 
-async def session_for_token(conn: Connection, token_hash: bytes) -> Session | None:
-    """The live session a token hash belongs to, if any."""
+async def session_for_token(
+    conn: Connection, token_hash: bytes
+) -> tuple[Session, StoredCert] | None:
+    """The live session a token hash belongs to, with its current ID-Cert."""
+    session_columns = ", ".join("s." + c.strip() for c in _COLUMNS.split(","))
+    cert_columns = ", ".join("c." + c.strip() for c in CERT_COLUMNS.split(","))
     async with conn.execute(
-        f"SELECT {', '.join('s.' + c.strip() for c in _COLUMNS.split(','))} "
+        f"SELECT {session_columns}, {cert_columns} "
         "FROM tokens t JOIN sessions s ON s.id = t.session_ref "
+        "JOIN id_certs c ON c.id = s.current_cert_id "
         "WHERE t.hash = ? AND s.ended_at IS NULL",
         (token_hash,),
     ) as cursor:
         row = await cursor.fetchone()
-    return Session.from_row(row) if row else None
+    if row is None:
+        return None
+    return Session.from_row(row[:10]), StoredCert.from_row(row[10:])
