@@ -29,16 +29,31 @@ class Hub:
 
     def __init__(self) -> None:
         self._by_session: dict[int, set[Listener]] = {}
+        self._open: set[Listener] = set()
+
+    def add(self, listener: Listener) -> None:
+        """A connection opened; it is closed on shutdown even if never attached."""
+        self._open.add(listener)
+
+    def remove(self, listener: Listener) -> None:
+        """A connection ended."""
+        self._open.discard(listener)
 
     def attach(self, session_ref: int, listener: Listener) -> None:
+        """An authenticated connection; it receives the session's events."""
         self._by_session.setdefault(session_ref, set()).add(listener)
 
     def detach(self, session_ref: int, listener: Listener) -> None:
+        """Stop delivering the session's events to a connection."""
         listeners = self._by_session.get(session_ref)
         if listeners is not None:
             listeners.discard(listener)
             if not listeners:
                 del self._by_session[session_ref]
+
+    def listeners(self, session_ref: int) -> tuple[Listener, ...]:
+        """The connections attached for one session."""
+        return tuple(self._by_session.get(session_ref, ()))
 
     @property
     def connection_count(self) -> int:
@@ -57,7 +72,9 @@ class Hub:
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every connection and wait until they are closed."""
-        listeners = [x for group in self._by_session.values() for x in group]
+        listeners = set(self._open)
+        for group in self._by_session.values():
+            listeners.update(group)
         await asyncio.gather(
             *(x.close(code, reason) for x in listeners), return_exceptions=True
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -29,10 +29,13 @@ __all__ = [
     "encode_control",
     "encode_event",
     "encode_event_list",
+    "parse_message",
 ]
 
 
 class Op(IntEnum):
+    """Gateway opcodes; 12 to 14 number the seed's Ready and two events."""
+
     HEARTBEAT = 0
     HELLO = 1
     IDENTIFY = 2
@@ -52,6 +55,8 @@ class Op(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
+    """Op 0: events ``first``..``last`` received, except ``excluded``."""
+
     first: int | None
     last: int | None
     excluded: tuple[int, ...]
@@ -59,29 +64,44 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Identify:
+    """Op 2: authenticate with a session token."""
+
     token: str
 
 
 @dataclass(frozen=True, slots=True)
 class Resume:
+    """Op 5: authenticate and receive the events numbered above ``s``."""
+
     s: int
     token: str
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceChannel:
+    """Op 8: subscribe to or unsubscribe from a service's events."""
+
     action: str
     service: str
 
 
 @dataclass(frozen=True, slots=True)
 class ActorCertificateInvalidation:
+    """Op 4 from a client: one of its actor's ID-Certs, signed as invalid."""
+
     serial: int
     invalid_since: int
     signature: str
 
 
-ClientMessage = Heartbeat | Identify | Resume | ServiceChannel | ActorCertificateInvalidation
+# Sequence numbers and timestamps fit in SQLite's INTEGER; serial numbers of
+# certificates take up to 20 octets (RFC 5280 section 4.1.2.2).
+_MAX_NUMBER: Final = 2**63 - 1
+_MAX_SERIAL: Final = 2**160 - 1
+
+ClientMessage = (
+    Heartbeat | Identify | Resume | ServiceChannel | ActorCertificateInvalidation
+)
 
 
 def encode_control(op: Op, d: Any) -> bytes:
@@ -95,6 +115,7 @@ def encode_event(event: OutboxEvent) -> bytes:
 
 
 def encode_event_list(events: Iterable[OutboxEvent]) -> bytes:
+    """A JSON array of event frames (Heartbeat ACK, Resumed, /p2core/events)."""
     return b"[" + b",".join(encode_event(e) for e in events) + b"]"
 
 
@@ -102,15 +123,21 @@ def _invalid(reason: str) -> ProtocolViolation:
     return ProtocolViolation(CloseCode.INVALID_PAYLOAD, reason)
 
 
-def _number(value: Any, name: str, *, minimum: int = 0) -> int:
+def _number(
+    value: Any, name: str, *, minimum: int = 0, maximum: int = _MAX_NUMBER
+) -> int:
+    """An integer sent as a JSON number or as a string of decimal digits."""
     if isinstance(value, bool):
         raise _invalid(f"{name} must be a number")
-    if isinstance(value, str) and len(value) <= 20:
+    if isinstance(value, str) and len(value) <= len(str(maximum)) + 1:
         text = value[1:] if value.startswith("-") else value
         if text.isascii() and text.isdigit():
             value = int(value)
-    if not isinstance(value, int) or not minimum <= value < 2**63:
-        raise _invalid(f"{name} must be a number of at least {minimum}")
+    if not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _invalid(
+            f"{name} must be a number of at least {minimum}, "
+            f"below 2**{maximum.bit_length()}"
+        )
     return value
 
 
@@ -157,16 +184,16 @@ def parse_message(op: int, d: Any) -> ClientMessage:
     if not isinstance(d, dict):
         raise _invalid("d must be an object")
     if op == Op.IDENTIFY:
-        return Identify(_string(d, "token", 512))
+        return Identify(_string(d, "token"))
     if op == Op.RESUME:
-        return Resume(_number(d.get("s"), "s", minimum=-1), _string(d, "token", 512))
+        return Resume(_number(d.get("s"), "s", minimum=-1), _string(d, "token"))
     if op == Op.SERVICE_CHANNEL:
         action = _string(d, "action", 32)
         if action not in ("subscribe", "unsubscribe"):
             raise _invalid("action must be subscribe or unsubscribe")
         return ServiceChannel(action, _string(d, "service", 256))
     return ActorCertificateInvalidation(
-        _number(d.get("serial"), "serial"),
+        _number(d.get("serial"), "serial", minimum=1, maximum=_MAX_SERIAL),
         _number(d.get("invalidSince"), "invalidSince"),
         _string(d, "signature", 512),
     )

@@ -48,12 +48,15 @@ class GatewayProtocol:
                 raise ProtocolViolation(
                     CloseCode.ALREADY_AUTHENTICATED, "already authenticated"
                 )
-        elif isinstance(message, Heartbeat):
-            if message.last is not None and message.last > self.highest_sent:
-                raise ProtocolViolation(
-                    CloseCode.INVALID_SEQUENCE,
-                    f"heartbeat names {message.last}, never sent",
-                )
+        elif (
+            isinstance(message, Heartbeat)
+            and message.last is not None
+            and message.last > self.highest_sent
+        ):
+            raise ProtocolViolation(
+                CloseCode.INVALID_SEQUENCE,
+                f"heartbeat names {message.last}, never sent",
+            )
         return message
 
     def authenticated(self, highest_sent: int) -> None:

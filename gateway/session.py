@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
+from server import clock
 from server.auth import Auth, resolve_token
 from server.certs import load_id_cert
 from server.ratelimit import RateLimiter
@@ -39,7 +39,7 @@ from .messages import (
     encode_event,
     encode_event_list,
 )
-from .protocol import ConnectionState, GatewayProtocol
+from .protocol import GatewayProtocol
 
 __all__ = ["GatewayConnection", "gateway_handler"]
 
@@ -69,14 +69,21 @@ async def gateway_handler(request: web.Request) -> web.StreamResponse:
 class GatewayConnection:
     """Serves one WebSocket: reads frames, writes through a bounded queue."""
 
-    def __init__(self, state: ServerState, ws: web.WebSocketResponse, peer: str) -> None:
+    def __init__(
+        self, state: ServerState, ws: web.WebSocketResponse, peer: str
+    ) -> None:
         self._state = state
         self._ws = ws
         self._config = state.config.gateway
         self._protocol = GatewayProtocol()
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(self._config.send_queue_max)
+        # Backlog delivery fills the queue only to half, leaving the rest to
+        # control frames and live events; ``_room`` says it may add more.
+        self._backlog_limit = max(1, self._config.send_queue_max // 2)
+        self._room = asyncio.Event()
         self._limiter = RateLimiter(self._config.rate_per_minute)
         self._beat = asyncio.Event()
+        self._opened = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._auth: Auth | None = None
         self._token = ""
@@ -86,20 +93,42 @@ class GatewayConnection:
         self._services: set[str] = set()
         self._closing = False
         self._closer: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
         self.log = logging.LoggerAdapter(logger, {"peer": peer})
+
+    @property
+    def queue_size(self) -> int:
+        """How many frames wait to be written."""
+        return self._queue.qsize()
+
+    @property
+    def write_buffer_size(self) -> int:
+        """How many bytes the transport holds, written but not yet sent."""
+        transport = self._ws._req.transport if self._ws._req else None  # noqa: SLF001
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has been served to its end."""
+        await self._ended.wait()
 
     # -- lifecycle
 
     async def run(self) -> None:
         """Serve until the connection closes, whoever closes it."""
+        self._state.hub.add(self)
         self._spawn(self._writer())
         self._send(Op.HELLO, {"heartbeat_interval": self._config.heartbeat_interval_ms})
         self._spawn(self._watchdog())
         try:
             await self._read_loop()
         except ProtocolViolation as exc:
-            self.log.warning("protocol violation code=%d reason=%s", exc.close_code, exc)
+            self.log.warning(
+                "protocol violation code=%d reason=%s", exc.close_code, exc
+            )
             await self.close(exc.close_code, exc.reason)
+        except Exception:
+            self.log.exception("connection failed")
+            await self.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             await self._shutdown()
 
@@ -112,7 +141,9 @@ class GatewayConnection:
             elif message.type is WSMsgType.BINARY:
                 raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "binary frame")
             else:
-                self.log.debug("= socket ended type=%s interval=%d", message.type, interval)
+                self.log.debug(
+                    "= socket ended type=%s interval=%d", message.type, interval
+                )
                 return
 
     async def close(self, code: int, reason: str) -> None:
@@ -121,6 +152,11 @@ class GatewayConnection:
             return
         self._closing = True
         self._protocol.closed()
+        # Frames not yet written are dropped: events among them stay in the outbox.
+        # Emptying the queue also frees a backlog delivery waiting for a free slot.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._room.set()
         self.log.info("= connection closing code=%d reason=%s", code, reason)
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
@@ -135,7 +171,13 @@ class GatewayConnection:
         if self._closer is None and not self._closing:
             self._closer = asyncio.create_task(self.close(code, reason))
 
+    @property
+    def _is_closing(self) -> bool:
+        """A close has started or is about to: queue nothing more."""
+        return self._closing or self._closer is not None
+
     async def _shutdown(self) -> None:
+        self._state.hub.remove(self)
         if self._auth is not None:
             self._state.hub.detach(self._auth.session.id, self)
         for task in tuple(self._tasks):
@@ -149,6 +191,7 @@ class GatewayConnection:
         elif not self._ws.closed:
             await self.close(CloseCode.GOING_AWAY, "connection ended")
         self._closing = True
+        self._ended.set()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -161,7 +204,8 @@ class GatewayConnection:
         self._enqueue(encode_control(op, d))
 
     def _enqueue(self, frame: bytes) -> None:
-        if self._closing:
+        """Queue a frame without waiting; a full queue closes the connection."""
+        if self._is_closing:
             return
         try:
             self._queue.put_nowait(frame)
@@ -169,13 +213,30 @@ class GatewayConnection:
             self.log.warning("send queue full, closing slow reader")
             self.request_close(CloseCode.POLICY_VIOLATION, "send queue full")
 
+    async def _put(self, frame: bytes) -> None:
+        """Queue a backlog frame once the queue is less than half full."""
+        while not self._is_closing and self._queue.qsize() >= self._backlog_limit:
+            self._room.clear()
+            await self._room.wait()
+        if not self._is_closing:
+            self._queue.put_nowait(frame)
+
     async def _writer(self) -> None:
-        while True:
-            frame = await self._queue.get()
-            await self._ws.send_frame(frame, WSMsgType.TEXT)
+        try:
+            while True:
+                frame = await self._queue.get()
+                if self._queue.qsize() < self._backlog_limit:
+                    self._room.set()
+                await self._ws.send_frame(frame, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError) as exc:
+            # The socket went away under us; nothing more can be written.
+            self.log.info("= write failed error=%s", type(exc).__name__)
+            self.request_close(CloseCode.GOING_AWAY, "write failed")
 
     def push_event(self, event: OutboxEvent) -> None:
         """A committed event for this session (called by the hub)."""
+        if self._is_closing:
+            return
         if self._syncing:
             self._held.append(event)
             if len(self._held) > self._config.send_queue_max:
@@ -193,7 +254,9 @@ class GatewayConnection:
     # -- receiving
 
     async def _on_text(self, text: str) -> None:
-        if len(text) > self._config.max_frame_bytes:
+        limit = self._config.max_frame_bytes
+        # The limit is in bytes of UTF-8; a character takes at most four.
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
             raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "frame too large")
         if self._limiter.check("frames"):
             raise ProtocolViolation(CloseCode.RATE_LIMITED, "too many frames")
@@ -219,8 +282,13 @@ class GatewayConnection:
         self._beat.set()
         resent: list[OutboxEvent] = []
         if self._auth is not None:
-            if await resolve_token(self._state.db.reader, self._token, int(time.time())) is None:
-                raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "token is no longer valid")
+            if (
+                await resolve_token(self._state.db.reader, self._token, clock.now())
+                is None
+            ):
+                raise ProtocolViolation(
+                    CloseCode.NOT_AUTHENTICATED, "token is no longer valid"
+                )
             if message.first is not None and message.last is not None:
                 ref = self._auth.session.id
                 async with self._state.db.transaction() as conn:
@@ -229,16 +297,22 @@ class GatewayConnection:
                     )
                     resent = await outbox.get_events(conn, ref, message.excluded)
         self._enqueue(
-            b'{"n":"core","op":%d,"d":%s}' % (Op.HEARTBEAT_ACK, encode_event_list(resent))
+            b'{"n":"core","op":%d,"d":%s}'
+            % (Op.HEARTBEAT_ACK, encode_event_list(resent))
         )
 
     async def _authenticate(self, token: str, resume_from: int | None) -> None:
+        """Identify (``resume_from`` None) or Resume; delivery runs as a task."""
         state = self._state
-        auth = await resolve_token(state.db.reader, token, int(time.time()))
+        auth = await resolve_token(state.db.reader, token, clock.now())
         if auth is None:
             raise ProtocolViolation(CloseCode.AUTHENTICATION_FAILED, "invalid token")
         ref = auth.session.id
         if resume_from is not None:
+            if resume_from >= auth.session.next_seq:
+                raise ProtocolViolation(
+                    CloseCode.INVALID_SEQUENCE, f"event {resume_from} was never sent"
+                )
             if auth.session.dropped_through > resume_from:
                 raise ProtocolViolation(
                     CloseCode.UNRESUMABLE, "events after that point were dropped"
@@ -247,49 +321,76 @@ class GatewayConnection:
                 await outbox.delete_through(conn, ref, resume_from)
         self._auth, self._token = auth, token
         self.log = logging.LoggerAdapter(
-            logger, {"session_id": auth.session.session_id, "actor_id": auth.session.fid}
+            logger,
+            {"session_id": auth.session.session_id, "actor_id": auth.session.fid},
         )
+        # Attach first: every event numbered after the read below reaches this
+        # connection through the hub; those before it come from the outbox.
         self._syncing = True
         state.hub.attach(ref, self)
+        session = await session_store.get_session(state.db.reader, ref)
+        if session is None or session.ended_at is not None:
+            raise ProtocolViolation(CloseCode.AUTHENTICATION_FAILED, "session ended")
+        self._protocol.authenticated(session.next_seq - 1)
+        self._opened.set()
+        if resume_from is None:
+            self._send(
+                Op.READY,
+                {
+                    "fid": session.fid,
+                    "session_id": session.session_id,
+                    "heartbeat_interval": self._config.heartbeat_interval_ms,
+                },
+            )
+        self.log.info("= session connected resumed=%s", resume_from is not None)
+        # Frames keep being read meanwhile, so heartbeats are answered (and may
+        # acknowledge events) during a long backlog.
+        self._spawn(self._synchronize(ref, resume_from))
+
+    async def _synchronize(self, ref: int, resume_from: int | None) -> None:
+        """Send the stored backlog, then the events published meanwhile."""
         try:
-            await self._deliver_backlog(ref, resume_from)
+            if resume_from is None:
+                await self._deliver_backlog(ref)
+            else:
+                await self._deliver_resumed(ref, resume_from)
+            while self._held and not self._is_closing:
+                held = sorted(self._held, key=lambda e: e.seq)
+                self._held.clear()
+                for event in held:
+                    if event.seq > self._last_queued:
+                        self._last_queued = event.seq
+                        self._protocol.sent(event.seq)
+                        await self._put(encode_event(event))
+        except Exception:
+            self.log.exception("backlog delivery failed")
+            self.request_close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._syncing = False
-        for event in sorted(self._held, key=lambda e: e.seq):
-            self._queue_event(event)
-        self._held.clear()
-        self.log.info("= session connected resumed=%s", resume_from is not None)
+            self._held.clear()
 
-    async def _deliver_backlog(self, ref: int, resume_from: int | None) -> None:
-        reader = self._state.db.reader
-        session = await session_store.get_session(reader, ref)
-        assert session is not None
-        self._protocol.authenticated(session.next_seq - 1)
-        if resume_from is not None:
-            events = await outbox.pending(reader, ref, after=resume_from)
-            self._last_queued = max([resume_from, *(e.seq for e in events)])
-            self._enqueue(
-                b'{"n":"core","op":%d,"d":%s}' % (Op.RESUMED, encode_event_list(events))
-            )
-            return
-        self._send(
-            Op.READY,
-            {
-                "fid": session.fid,
-                "session_id": session.session_id,
-                "heartbeat_interval": self._config.heartbeat_interval_ms,
-            },
-        )
+    async def _deliver_backlog(self, ref: int) -> None:
+        """After Ready: every stored event, oldest first, paced by the queue."""
         after = -1
-        while not self._closing:
-            page = await outbox.pending(reader, ref, after=after, limit=_BACKLOG_PAGE)
+        while not self._is_closing:
+            page = await outbox.pending(
+                self._state.db.reader, ref, after=after, limit=_BACKLOG_PAGE
+            )
             for event in page:
                 if event.seq > self._last_queued:
                     self._last_queued = event.seq
-                    await self._queue.put(encode_event(event))
+                    await self._put(encode_event(event))
             if len(page) < _BACKLOG_PAGE:
                 return
             after = page[-1].seq
+
+    async def _deliver_resumed(self, ref: int, resume_from: int) -> None:
+        """Resumed: one frame with every stored event numbered above ``s``."""
+        events = await outbox.pending(self._state.db.reader, ref, after=resume_from)
+        self._last_queued = max([resume_from, *(e.seq for e in events)])
+        await self._put(
+            b'{"n":"core","op":%d,"d":%s}' % (Op.RESUMED, encode_event_list(events))
+        )
 
     def _on_service_channel(self, message: ServiceChannel) -> None:
         service = message.service
@@ -313,7 +414,9 @@ class GatewayConnection:
         domain = session.fid.partition("@")[2]
         cert = await cert_store.find_cert(state.db.reader, domain, message.serial)
         if cert is None or cert.fid != session.fid:
-            raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "no such id-cert of this actor")
+            raise ProtocolViolation(
+                CloseCode.INVALID_PAYLOAD, "no such id-cert of this actor"
+            )
         try:
             verify_invalidation_signature(
                 load_id_cert(cert.der).public_key,
@@ -325,19 +428,24 @@ class GatewayConnection:
             raise ProtocolViolation(
                 CloseCode.INVALID_PAYLOAD, "invalidation signature does not verify"
             ) from exc
-        since = min(message.invalid_since, int(time.time()))
+        # The cert is invalid from now at the latest; the event relays the signed
+        # claim unchanged so that other clients can verify its signature.
+        since = min(message.invalid_since, clock.now())
         async with state.db.transaction() as conn:
             await cert_store.invalidate_cert(conn, cert.id, since)
+            owner = await session_store.get_session(conn, cert.session_ref)
             events = await state.events.store_invalidation(
                 conn,
                 session.fid,
                 skip_session=cert.session_ref,
                 serial=message.serial,
-                invalid_since=since,
+                invalid_since=message.invalid_since,
                 signature=message.signature,
             )
         state.events.publish(events)
         self.log.info("id-cert invalidated by client serial=%d", message.serial)
+        if owner is None or owner.current_cert_id != cert.id:
+            return  # an old cert: no token depends on it
         if cert.session_ref != session.id:
             state.hub.close_session(cert.session_ref, 4003, "id-cert invalidated")
         else:
@@ -346,22 +454,29 @@ class GatewayConnection:
     # -- heartbeats
 
     async def _watchdog(self) -> None:
-        """Request a heartbeat when one is late; close 4009 if none follows."""
+        """Close a connection that does not authenticate or stops heartbeating.
+
+        A client has a little more than one interval to Identify or Resume (the
+        spec sets no limit). Afterwards, a Heartbeat Request follows an interval
+        without heartbeat, and 4009 follows 1.5 intervals without an answer.
+        """
         interval = self._config.heartbeat_interval_ms / 1000
-        while not self._closing:
+        if not await _wait(self._opened, interval * 1.1):
+            self.request_close(CloseCode.NOT_AUTHENTICATED, "no identify in time")
+            return
+        while not self._is_closing:
             self._beat.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval * 1.1):
-                    await self._beat.wait()
-            if self._protocol.state is ConnectionState.AWAITING_AUTH:
-                self.request_close(CloseCode.NOT_AUTHENTICATED, "no identify in time")
-                return
-            if self._beat.is_set():
+            if await _wait(self._beat, interval * 1.1):
                 continue
             self._send(Op.HEARTBEAT_REQUEST, {})
-            try:
-                async with asyncio.timeout(interval * 1.5):
-                    await self._beat.wait()
-            except TimeoutError:
+            if not await _wait(self._beat, interval * 1.5):
                 self.request_close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
                 return
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` at most ``seconds``; return whether it is set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
