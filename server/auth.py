@@ -93,7 +93,7 @@ async def check_password(password: str, stored: str | None) -> bool:
 
 async def resolve_token(conn: Connection, token: str, now: int) -> Auth | None:
     """The live session a token belongs to, if its current ID-Cert is valid now."""
-    if not token or len(token) > 512:
+    if not token or len(token) > 512 or not token.isascii():
         return None
     found = await session_store.session_for_token(conn, hash_token(token))
     if found is None:

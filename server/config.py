@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+
+from .names import is_domain, is_fid
 
 __all__ = [
     "ENV_PREFIX",
@@ -34,8 +35,6 @@ __all__ = [
 ]
 
 ENV_PREFIX: Final = "P2CORE_"
-DOMAIN_RE: Final = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*$")
-FID_RE: Final = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)*$")
 
 
 class ConfigError(ValueError):
@@ -277,7 +276,7 @@ def _require(condition: bool, message: str) -> None:
 def _validate(config: Config) -> None:
     s = config.server
     _require(
-        bool(DOMAIN_RE.match(s.domain)) and len(s.domain) <= 253,
+        is_domain(s.domain),
         f"server.domain is not a valid domain name: {s.domain!r}",
     )
     _require(0 <= s.port <= 65535, f"server.port must be 0 to 65535, got {s.port!r}")
@@ -297,7 +296,7 @@ def _validate(config: Config) -> None:
     )
     for admin in config.auth.admins:
         _require(
-            isinstance(admin, str) and bool(FID_RE.match(admin.lower())),
+            isinstance(admin, str) and is_fid(admin),
             f"auth.admins entry is not a federation ID: {admin!r}",
         )
     days = config.certs.actor_lifetime_days
@@ -329,7 +328,7 @@ def _validate(config: Config) -> None:
     _require(f.cache_ttl_s >= 0, "federation.cache_ttl_s must be >= 0")
     for domain, url in f.peers.items():
         _require(
-            bool(DOMAIN_RE.match(domain.lower())),
+            is_domain(domain),
             f"federation.peers key is not a domain: {domain!r}",
         )
         _require(

@@ -59,7 +59,12 @@ async def read_json(request: web.Request) -> Any:
     Raises:
         APIError: the body is too large, empty or not JSON.
     """
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.RequestPayloadError as exc:
+        raise APIError(
+            ErrorCode.BAD_REQUEST, "The body could not be read (bad encoding)."
+        ) from exc
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

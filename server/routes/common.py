@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
@@ -11,12 +10,10 @@ from storage import actors
 
 from ..errors import APIError, ErrorCode
 from ..http import read_json
+from ..names import split_fid
 from ..state import ServerState
 
-__all__ = ["LOCAL_NAME_RE", "body_if_any", "check_rate", "local_actor_fid", "parse_fid"]
-
-LOCAL_NAME_RE: Final = re.compile(r"^[a-z0-9._%+-]{1,64}$")
-_DOMAIN_RE: Final = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*$")
+__all__ = ["body_if_any", "check_rate", "local_actor_fid", "parse_fid"]
 
 
 def parse_fid(user_id: str, own_domain: str) -> tuple[str, str]:
@@ -25,12 +22,10 @@ def parse_fid(user_id: str, own_domain: str) -> tuple[str, str]:
     Raises:
         APIError: it is not a valid FID or local name.
     """
-    local, at, domain = user_id.lower().partition("@")
-    if not at:
-        domain = own_domain
-    if not LOCAL_NAME_RE.match(local) or not _DOMAIN_RE.match(domain) or "@" in domain:
+    parts = split_fid(user_id, own_domain)
+    if parts is None:
         raise APIError(ErrorCode.BAD_REQUEST, f"{user_id[:100]!r} is not a valid FID.")
-    return local, domain
+    return parts
 
 
 async def local_actor_fid(state: ServerState, user_id: str) -> str:

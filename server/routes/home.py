@@ -32,9 +32,10 @@ from ..certs import (
 from ..errors import APIError, ErrorCode
 from ..events import EventOp
 from ..http import json_response, read_json, require_object, require_str
+from ..names import is_local_name
 from ..state import STATE, ServerState
 from ..trust import verify_invalidation_signature
-from .common import LOCAL_NAME_RE, check_rate
+from .common import check_rate
 
 __all__ = ["routes"]
 
@@ -52,11 +53,12 @@ async def register(request: web.Request) -> web.Response:
     state = request.app[STATE]
     check_rate(state, request, "credentials")
     body = require_object(await read_json(request))
-    username = require_str(body, "username", max_length=64).lower()
+    username = require_str(body, "username", max_length=64)
     password = require_str(body, "password", max_length=MAX_PASSWORD)
     if state.config.auth.registration != "open":
         raise APIError(ErrorCode.REGISTRATION_CLOSED, "Registration is closed.")
-    if not LOCAL_NAME_RE.match(username):
+    username = username.lower() if username.isascii() else username
+    if not is_local_name(username):
         raise APIError(
             ErrorCode.BAD_REQUEST,
             "The username must be 1 to 64 of a-z, 0-9 and . _ % + -.",
@@ -79,7 +81,8 @@ async def trust_session(request: web.Request) -> web.Response:
     state = request.app[STATE]
     check_rate(state, request, "credentials")
     body = require_object(await read_json(request))
-    username = require_str(body, "username", max_length=64).lower()
+    username = require_str(body, "username", max_length=64)
+    username = username.lower() if username.isascii() else username
     password = require_str(body, "password", max_length=MAX_PASSWORD)
     csr_text = require_str(body, "csr")
     actor = await actors.get_actor(state.db.reader, username)

@@ -297,10 +297,6 @@ async def test_register_wrong_shape_is_bad_request_and_writes_nothing(
     assert db_count(config, "actors") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LOCAL_NAME_RE uses `$`, which matches before a final newline",
-)
 @pytest.mark.parametrize("name", ["bob\n", "BOB\n"])
 async def test_register_rejects_name_with_trailing_newline(
     client: P2Client, config: Config, name: str
@@ -312,10 +308,6 @@ async def test_register_rejects_name_with_trailing_newline(
     assert db_count(config, "actors") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: username is lower()ed before the ASCII check; KELVIN SIGN folds to k",
-)
 async def test_register_rejects_non_ascii_name_that_folds_to_ascii(
     client: P2Client, config: Config
 ) -> None:
@@ -624,10 +616,6 @@ async def test_user_id_path_parameter(
         assert_raw_error(reply, status, code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_fid lower()s before the ASCII regex and its `$` allows \\n",
-)
 @pytest.mark.parametrize("user_id", ["alice%0A", "%E2%84%AAate", f"alice@{DOMAIN}%0A"])
 async def test_user_id_that_only_resembles_a_fid_is_bad_request(
     server: TestServer, client: P2Client, new_session: NewSession, user_id: str
@@ -721,10 +709,6 @@ async def test_lenient_but_valid_authorization_is_accepted(
     assert reply.status == 409
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hash_token() does token.encode(); surrogate-escaped header -> 500",
-)
 @pytest.mark.parametrize(
     "path", [b"/p2core/events", b"/p2core/session", b"/p2core/keypackage/alice"]
 )
@@ -1584,10 +1568,6 @@ async def test_oversized_chunked_body_is_413(
     assert_raw_error(reply, 413, "P2CORE_PAYLOAD_TOO_LARGE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read_json lets aiohttp's RequestPayloadError (bad gzip) become a 500",
-)
 @pytest.mark.parametrize(
     ("encoding", "body"),
     [
