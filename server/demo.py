@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from base64 import b64encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -43,9 +43,16 @@ class ServerProcess:
     """One ``python -m server`` child process with its own config and data."""
 
     def __init__(
-        self, root: Path, domain: str, port: int, peers: dict[str, str]
+        self,
+        root: Path,
+        domain: str,
+        port: int,
+        peers: dict[str, str],
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env`` adds ``P2CORE_<SECTION>_<KEY>`` settings, which win over the file."""
         self.domain = domain
+        self.env = dict(env or {})
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.dir = root / domain
@@ -80,6 +87,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.dir,
+            env={**os.environ, **self.env},
         )
         log.close()
 
@@ -120,12 +128,17 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def two_servers(root: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Start servers ``a.example`` and ``b.example`` that federate with each other."""
+def two_servers(
+    root: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Start servers ``a.example`` and ``b.example`` that federate with each other.
+
+    ``env`` adds the same ``P2CORE_<SECTION>_<KEY>`` settings to both.
+    """
     port_a, port_b = free_port(), free_port()
     url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
-    a = ServerProcess(root, "a.example", port_a, {"b.example": url_b})
-    b = ServerProcess(root, "b.example", port_b, {"a.example": url_a})
+    a = ServerProcess(root, "a.example", port_a, {"b.example": url_b}, env)
+    b = ServerProcess(root, "b.example", port_b, {"a.example": url_a}, env)
     a.start()
     b.start()
     try:
