@@ -22,6 +22,7 @@ from .federation import FederationClient
 from .http import Handler, error_middleware
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .rotation import renew_if_due
 from .routes import register_routes
 from .state import STATE, ServerState
 
@@ -109,10 +110,11 @@ def _new_metrics(hub: Hub, events: EventBus) -> Metrics:
 
 
 async def _housekeeping(state: ServerState) -> None:
-    """Trim outboxes by age, once a minute."""
+    """Renew the server cert when due and trim outboxes by age, once a minute."""
     max_age = state.config.gateway.outbox_max_age_days * 86400
     while True:
         try:
+            await renew_if_due(state)
             async with state.db.transaction() as conn:
                 dropped = await outbox.trim_by_age(conn, clock.now() - max_age)
             if dropped:

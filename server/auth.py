@@ -7,8 +7,8 @@ import base64
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,18 +21,24 @@ from storage.sessions import Session
 
 from . import clock
 from .errors import APIError, ErrorCode
-from .state import STATE
+from .federation import HomeServerUnreachable
+from .http import Handler
+from .state import STATE, ServerState
 
 __all__ = [
     "AUTH",
     "Auth",
     "authenticated",
+    "authenticated_for_rotation",
     "check_password",
     "hash_password",
     "hash_token",
     "new_token",
+    "recheck",
     "resolve_token",
 ]
+
+logger = logging.getLogger(__name__)
 
 # scrypt with N=2**14, r=8 needs 16 MiB per hash: memory-hard, ~50 ms here.
 _SCRYPT_N: Final = 2**14
@@ -47,6 +53,7 @@ class Auth:
 
     session: Session
     cert: StoredCert
+    token_hash: bytes
 
 
 AUTH: Final = "p2core.auth"
@@ -91,17 +98,62 @@ async def check_password(password: str, stored: str | None) -> bool:
     return stored is not None and hmac.compare_digest(_b64(computed), digest)
 
 
-async def resolve_token(conn: Connection, token: str, now: int) -> Auth | None:
-    """The live session a token belongs to, if its current ID-Cert is valid now."""
+async def resolve_token(
+    state: ServerState, token: str, now: int, *, check_home: bool = True
+) -> Auth | None:
+    """The live session a token belongs to, if its current ID-Cert is valid now.
+
+    For a session of another server, the cert must also not be on its home
+    server's invalidation list (cached; when the home server cannot be reached,
+    the last known list is trusted, so that an outage there locks nobody out).
+    ``check_home=False`` skips that list: for handing over the cert that
+    replaced an invalidated one.
+    """
     if not token or len(token) > 512 or not token.isascii():
         return None
-    found = await session_store.session_for_token(conn, hash_token(token))
+    token_hash = hash_token(token)
+    found = await session_store.session_for_token(state.db.reader, token_hash)
     if found is None:
         return None
     session, cert = found
     if not cert.is_valid_at(now):
         return None
-    return Auth(session, cert)
+    if (
+        check_home
+        and session.is_foreign
+        and await _revoked_at_home(state, session, cert)
+    ):
+        return None
+    return Auth(session, cert, token_hash)
+
+
+async def _revoked_at_home(
+    state: ServerState, session: Session, cert: StoredCert
+) -> bool:
+    try:
+        revoked = await state.federation.invalidated_serials(
+            session.fid, cert.issuer_domain
+        )
+    except HomeServerUnreachable as exc:
+        logger.warning(
+            "revocation check skipped fid=%s reason=%s", session.fid, exc.reason
+        )
+        return False
+    return cert.serial in revoked
+
+
+async def recheck(conn: Connection, auth: Auth) -> None:
+    """Inside a write transaction: the caller's token still names the same cert.
+
+    Two requests with one token may both pass :func:`authenticated`; this lets
+    only the first of them change the session.
+
+    Raises:
+        APIError: the token or its cert was replaced or ended meanwhile (401).
+    """
+    found = await session_store.session_for_token(conn, auth.token_hash)
+    if found is None or found[1].id != auth.cert.id:
+        raise APIError(ErrorCode.UNAUTHORIZED, "A valid bearer token is required.")
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -112,22 +164,30 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def authenticated(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def authenticated(handler: Handler) -> Handler:
     """Require a valid bearer token; the handler finds :class:`Auth` in request[AUTH].
 
     Raises:
         APIError: no token, or one that is unknown or dead (401).
     """
+    return _authenticated(handler, check_home=True)
 
+
+def authenticated_for_rotation(handler: Handler) -> Handler:
+    """Like :func:`authenticated`, but a foreign session whose cert its home
+    server invalidated (by a key rotation) still gets in, to present the new one.
+    """
+    return _authenticated(handler, check_home=False)
+
+
+def _authenticated(handler: Handler, *, check_home: bool) -> Handler:
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         token = bearer_token(request)
         state = request.app[STATE]
         auth = None
         if token is not None:
-            auth = await resolve_token(state.db.reader, token, clock.now())
+            auth = await resolve_token(state, token, clock.now(), check_home=check_home)
         if auth is None:
             raise APIError(ErrorCode.UNAUTHORIZED, "A valid bearer token is required.")
         request[AUTH] = auth

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -37,6 +38,7 @@ class ServerState:
     federation: FederationClient
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(60))
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @property
     def domain(self) -> str:

@@ -82,9 +82,14 @@ class FakeClock:
         self.t += seconds
         return self.t
 
+    async def sleep_until(self, t: int) -> None:
+        """Stands in for ``server.clock.sleep_until``: time passes at once."""
+        self.t = max(self.t, t)
+
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr("server.clock.now", fake)
+    monkeypatch.setattr("server.clock.sleep_until", fake.sleep_until)
     return fake

@@ -20,7 +20,7 @@ from storage.errors import SessionIDTaken
 from storage.sessions import Session
 
 from .. import clock
-from ..auth import AUTH, Auth, authenticated, new_token
+from ..auth import AUTH, Auth, authenticated_for_rotation, new_token, recheck
 from ..certs import IDCert, InvalidIDCert, decode_cert_input, load_id_cert
 from ..errors import APIError, ErrorCode
 from ..federation import HomeServerUnreachable
@@ -82,7 +82,7 @@ async def identify(request: web.Request) -> web.Response:
 
 
 @routes.post("/p2core/session/idcert/extern")
-@authenticated
+@authenticated_for_rotation
 async def extern_idcert(request: web.Request) -> web.Response:
     """A foreign session presents the new ID-Cert its home server issued it."""
     state = request.app[STATE]
@@ -106,6 +106,7 @@ async def extern_idcert(request: web.Request) -> web.Response:
     now = clock.now()
     await _verify(state, cert, now)
     async with state.db.transaction() as conn:
+        await recheck(conn, auth)
         await _store_cert(conn, session, cert)
     logger.info(
         "foreign id-cert replaced fid=%s serial=%d", session.fid, cert.serial_number

@@ -17,7 +17,15 @@ from storage.errors import SessionIDTaken
 from storage.sessions import Session
 
 from .. import clock
-from ..auth import AUTH, Auth, authenticated, check_password, hash_password, new_token
+from ..auth import (
+    AUTH,
+    Auth,
+    authenticated,
+    check_password,
+    hash_password,
+    new_token,
+    recheck,
+)
 from ..certs import (
     CSR,
     InvalidCSR,
@@ -33,6 +41,7 @@ from ..errors import APIError, ErrorCode
 from ..events import EventOp
 from ..http import json_response, read_json, require_object, require_str
 from ..names import is_local_name
+from ..rotation import renew_if_due
 from ..state import STATE, ServerState
 from ..trust import verify_invalidation_signature
 from .common import check_rate
@@ -92,6 +101,7 @@ async def trust_session(request: web.Request) -> web.Response:
     csr = _load_csr(state, csr_text)
     if csr.subject.local_name != actor.local_name:
         raise InvalidCSR(f"uid {csr.subject.fid!r} is not the logged-in actor")
+    await renew_if_due(state)
     now = clock.now()
     async with state.db.transaction() as conn:
         old = await session_store.get_live_session(
@@ -134,8 +144,10 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
         raise InvalidCSR(
             f"session id {csr.subject.session_id!r} is not the token's session"
         )
+    await renew_if_due(state)
     now = clock.now()
     async with state.db.transaction() as conn:
+        await recheck(conn, auth)
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
         await session_store.delete_tokens(conn, session.id)
         # KeyPackages signed with the old key can no longer be verified.
@@ -182,6 +194,7 @@ async def logout(request: web.Request) -> web.Response:
                 auth.cert.der, auth.cert.serial, now, signature
             )
     async with state.db.transaction() as conn:
+        await recheck(conn, auth)
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
         await session_store.end_session(conn, auth.session.id, now)
         events = await state.events.store_invalidation(

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from aiohttp import web
 
 from storage import certs as cert_store
-from storage import sessions as session_store
 
-from .. import clock, identity
+from .. import clock
 from ..auth import AUTH, Auth, authenticated
-from ..certs import der_to_base64, der_to_pem
+from ..certs import der_to_base64
 from ..errors import APIError, ErrorCode
-from ..events import EventOp
 from ..http import json_response, timestamp_param
-from ..state import STATE, ServerState
+from ..rotation import rotate_server_identity
+from ..state import STATE
 from .common import body_if_any, local_actor_fid
 
 __all__ = ["routes"]
@@ -49,35 +47,11 @@ async def rotate_server_cert(request: web.Request) -> web.Response:
         raise APIError(
             ErrorCode.NOT_ADMINISTRATOR, "Only an administrator may do this."
         )
-    switched_at = clock.now() + 1
-    state.identity = dataclasses.replace(state.identity, retiring_at=switched_at)
-    new_identity = await identity.rotate(
-        state.db,
-        state.config.data_path,
-        state.identity,
-        state.config.server.server_cert_lifetime_days,
-        switched_at,
-    )
-    # Serve the old cert until the new one's first second has begun, so that no
-    # cert is handed out before its notBefore.
-    await clock.sleep_until(switched_at)
-    state.identity = new_identity
-    pem = der_to_pem(new_identity.cert.der)
-    await _announce_server_cert(state, pem, switched_at)
+    rotated = await rotate_server_identity(state)
+    assert rotated is not None
+    pem, _ = rotated
     logger.info("server id-cert replaced by admin=%s", auth.session.fid)
     return json_response(pem)
-
-
-async def _announce_server_cert(state: ServerState, pem: str, switched_at: int) -> None:
-    async with state.db.transaction() as conn:
-        sessions = await session_store.list_live_sessions(conn)
-        events = await state.events.store(
-            conn,
-            [s.id for s in sessions],
-            EventOp.SERVER_CERTIFICATE_CHANGE,
-            {"cert": pem, "oldInvalidSince": switched_at},
-        )
-    state.events.publish(events)
 
 
 @routes.get("/p2core/key/user/{user_id}")

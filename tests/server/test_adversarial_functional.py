@@ -1173,10 +1173,6 @@ async def test_parallel_rotations_leave_exactly_one_working_token(
     assert len(working) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rotation checks the token outside its write transaction (TOCTOU)",
-)
 async def test_parallel_rotations_have_one_winner_and_one_valid_cert(
     client: P2Client, new_session: NewSession
 ) -> None:
@@ -1187,10 +1183,6 @@ async def test_parallel_rotations_have_one_winner_and_one_valid_cert(
     assert len(await client.actor_certs("alice")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: logout checks the token outside its write transaction (TOCTOU)",
-)
 async def test_parallel_logouts_answer_once_and_announce_once(
     client: P2Client, new_session: NewSession
 ) -> None:
@@ -1207,10 +1199,6 @@ async def test_parallel_logouts_answer_once_and_announce_once(
     assert await event_ops(client, watcher.token) == [4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rotation racing logout issues a valid cert to an ended session",
-)
 async def test_rotation_racing_logout_leaks_no_valid_cert(
     client: P2Client, new_session: NewSession
 ) -> None:
@@ -1236,10 +1224,6 @@ async def test_rotation_racing_logout_leaks_no_valid_cert(
     assert len(listed) == len(working) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: concurrent PUT /key/server leave memory and database on other keys",
-)
 async def test_parallel_server_key_rotations_stay_consistent(
     start_server: Callable[..., Any], tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -1684,10 +1668,6 @@ async def test_failed_issue_after_server_cert_expiry_writes_nothing(
         assert table_counts(config) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after the root cert's notAfter every CSR gets a 500",
-)
 async def test_trust_after_server_cert_expiry_is_not_a_500(
     client: P2Client, config: Config, clock: FakeClock
 ) -> None:
@@ -1816,10 +1796,6 @@ async def test_foreign_cert_claiming_the_local_domain_is_refused(
     assert await token_works(away, token)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: foreign tokens never re-check the home server's invalidation list",
-)
 async def test_foreign_token_dies_when_home_revokes_the_cert(
     federation: tuple[P2Client, P2Client],
 ) -> None:
