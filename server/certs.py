@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import secrets
 from collections.abc import Callable
@@ -796,6 +797,10 @@ def _check_root_cert(raw: _RawCert) -> tuple[ActorName | None, str, bool]:
     return None, domain, ca
 
 
+# Parsing and the self-signature check are pure functions of the DER bytes, and
+# IDCert is frozen: cache them, since the same certs come back on every identify
+# and token check. Failures are not cached.
+@functools.lru_cache(maxsize=4096)
 def load_id_cert(der: bytes) -> IDCert:
     """
     Parse an actor ID-Cert and check the structural rules of PROTOCOL section 4.
@@ -813,6 +818,7 @@ def load_id_cert(der: bytes) -> IDCert:
     return _load(der, _check_actor_cert)
 
 
+@functools.lru_cache(maxsize=256)
 def load_server_cert(der: bytes) -> IDCert:
     """
     Parse a server (root) ID-Cert and check its rules.
