@@ -117,6 +117,7 @@ async def _housekeeping(state: ServerState) -> None:
             await renew_if_due(state)
             async with state.db.transaction() as conn:
                 dropped = await outbox.trim_by_age(conn, clock.now() - max_age)
+                await outbox.delete_orphan_payloads(conn)
             if dropped:
                 logger.info("outbox trimmed by age dropped=%d", dropped)
         except Exception:

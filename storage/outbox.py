@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from .db import Connection
 
 __all__ = [
+    "delete_orphan_payloads",
     "OutboxEvent",
     "acknowledge",
     "append",
@@ -22,6 +24,10 @@ __all__ = [
     "reset_dropped",
     "trim_by_age",
 ]
+
+
+# Sessions numbered per statement: below SQLite's limit of bound parameters.
+_CHUNK: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +50,26 @@ async def append(
     """Store one event for each live session in ``session_refs``, numbered."""
     if not session_refs:
         return []
-    marks = ",".join("?" * len(session_refs))
-    async with conn.execute(
-        "UPDATE sessions SET next_seq = next_seq + 1 "
-        f"WHERE id IN ({marks}) AND ended_at IS NULL RETURNING id, next_seq - 1",
-        tuple(session_refs),
-    ) as cursor:
-        numbered = [(int(ref), int(seq)) for ref, seq in await cursor.fetchall()]
+    numbered: list[tuple[int, int]] = []
+    for start in range(0, len(session_refs), _CHUNK):
+        chunk = tuple(session_refs[start : start + _CHUNK])
+        marks = ",".join("?" * len(chunk))
+        async with conn.execute(
+            "UPDATE sessions SET next_seq = next_seq + 1 "
+            f"WHERE id IN ({marks}) AND ended_at IS NULL RETURNING id, next_seq - 1",
+            chunk,
+        ) as cursor:
+            numbered += [(int(ref), int(seq)) for ref, seq in await cursor.fetchall()]
+    if not numbered:
+        return []
+    cursor = await conn.execute(
+        "INSERT INTO event_payloads (op, data) VALUES (?, ?)", (op, data)
+    )
+    event_id = cursor.lastrowid
     await conn.executemany(
-        "INSERT INTO outbox (session_ref, seq, op, data, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [(ref, seq, op, data, now) for ref, seq in numbered],
+        "INSERT INTO outbox (session_ref, seq, event_id, created_at) "
+        "VALUES (?, ?, ?, ?)",
+        [(ref, seq, event_id, now) for ref, seq in numbered],
     )
     limits = [(ref, seq - max_events) for ref, seq in numbered if seq >= max_events]
     if limits:
@@ -100,8 +115,10 @@ async def pending(
 ) -> list[OutboxEvent]:
     """Undelivered events of a session numbered above ``after``, oldest first."""
     async with conn.execute(
-        "SELECT seq, op, data FROM outbox WHERE session_ref = ? AND seq > ? "
-        "ORDER BY seq LIMIT ?",
+        "SELECT o.seq, p.op, p.data FROM outbox o "
+        "JOIN event_payloads p ON p.id = o.event_id "
+        "WHERE o.session_ref = ? AND o.seq > ? "
+        "ORDER BY o.seq LIMIT ?",
         (session_ref, after, limit),
     ) as cursor:
         rows = await cursor.fetchall()
@@ -156,9 +173,18 @@ async def get_events(
         return []
     marks = ",".join("?" * len(seqs))
     async with conn.execute(
-        f"SELECT seq, op, data FROM outbox WHERE session_ref = ? AND seq IN ({marks}) "
-        "ORDER BY seq",
+        "SELECT o.seq, p.op, p.data FROM outbox o "
+        "JOIN event_payloads p ON p.id = o.event_id "
+        f"WHERE o.session_ref = ? AND o.seq IN ({marks}) ORDER BY o.seq",
         (session_ref, *seqs),
     ) as cursor:
         rows = await cursor.fetchall()
     return [OutboxEvent(session_ref, seq, op, data) for seq, op, data in rows]
+
+
+async def delete_orphan_payloads(conn: Connection) -> int:
+    """Delete payloads no outbox row refers to any more; return how many."""
+    cursor = await conn.execute(
+        "DELETE FROM event_payloads WHERE id NOT IN (SELECT event_id FROM outbox)"
+    )
+    return int(cursor.rowcount)

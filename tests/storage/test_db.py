@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import actors
+from storage import actors, outbox
 from storage.db import SCHEMA_VERSION, Database
 from storage.errors import ActorExists, DatabaseUnusable
 
@@ -77,6 +77,41 @@ async def test_open_migrates_version_1_database_keeping_rows(tmp_path: Path) -> 
     assert actor is not None
     assert version == SCHEMA_VERSION >= 2
     assert "used_init_keys" in names
+
+
+async def test_open_migrates_version_2_outbox_to_shared_payloads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p2core.sqlite3"
+    with sqlite3.connect(path) as conn:
+        for name in ("0001_initial.sql", "0002_used_init_keys.sql"):
+            conn.executescript((ROOT / "storage" / "migrations" / name).read_text())
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(
+            "INSERT INTO sessions (fid, session_id, is_foreign, created_at, next_seq) "
+            "VALUES ('a@x', 's1', 0, 1, 2)"
+        )
+        conn.executemany(
+            "INSERT INTO outbox (session_ref, seq, op, data, created_at) "
+            "VALUES (1, ?, 3, ?, 1)",
+            [(0, b'{"cert":"a"}'), (1, b'{"cert":"b"}')],
+        )
+    db = await Database.open(path)
+    try:
+        events = await outbox.pending(db.reader, 1)
+        async with db.transaction() as conn:
+            await outbox.delete_through(conn, 1, 0)
+            orphans = await outbox.delete_orphan_payloads(conn)
+        left = await outbox.pending(db.reader, 1)
+    finally:
+        await db.close()
+    assert [(e.seq, e.op, e.data) for e in events] == [
+        (0, 3, b'{"cert":"a"}'),
+        (1, 3, b'{"cert":"b"}'),
+    ]
+    assert orphans == 1
+    assert [e.seq for e in left] == [1]
+    assert schema_of(path)[0] == SCHEMA_VERSION
 
 
 async def test_open_refuses_newer_schema(tmp_path: Path) -> None:
