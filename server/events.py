@@ -53,6 +53,27 @@ class EventBus:
         self.stored += len(events)
         return events
 
+    async def store_for_actor(
+        self,
+        conn: Connection,
+        fid: str,
+        op: EventOp,
+        d: Any,
+        *,
+        skip_session: int | None = None,
+    ) -> list[OutboxEvent]:
+        """One event for every live session of ``fid`` but ``skip_session``."""
+        refs = await session_store.live_session_refs(conn, fid)
+        return await self.store(conn, [r for r in refs if r != skip_session], op, d)
+
+    async def store_for_everyone(
+        self, conn: Connection, op: EventOp, d: Any
+    ) -> list[OutboxEvent]:
+        """One event for every live session this server knows, home and foreign."""
+        return await self.store(
+            conn, await session_store.live_session_refs(conn), op, d
+        )
+
     async def store_invalidation(
         self,
         conn: Connection,
@@ -64,16 +85,16 @@ class EventBus:
         signature: str,
     ) -> list[OutboxEvent]:
         """Actor Certificate Invalidation for the actor's live sessions but one."""
-        sessions = await session_store.list_live_sessions(conn, fid)
-        return await self.store(
+        return await self.store_for_actor(
             conn,
-            [s.id for s in sessions if s.id != skip_session],
+            fid,
             EventOp.ACTOR_CERTIFICATE_INVALIDATION,
             {
                 "serial": str(serial),
                 "invalidSince": str(invalid_since),
                 "signature": signature,
             },
+            skip_session=skip_session,
         )
 
     def publish(self, events: Sequence[OutboxEvent]) -> None:

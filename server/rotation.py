@@ -12,8 +12,6 @@ import dataclasses
 import logging
 from typing import Final
 
-from storage import sessions as session_store
-
 from . import clock, identity
 from .certs import IDCert, der_to_pem
 from .events import EventOp
@@ -60,10 +58,8 @@ async def rotate_server_identity(
         state.identity = new_identity
     pem = der_to_pem(new_identity.cert.der)
     async with state.db.transaction() as conn:
-        sessions = await session_store.list_live_sessions(conn)
-        events = await state.events.store(
+        events = await state.events.store_for_everyone(
             conn,
-            [s.id for s in sessions],
             EventOp.SERVER_CERTIFICATE_CHANGE,
             {"cert": pem, "oldInvalidSince": switched_at},
         )

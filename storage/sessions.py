@@ -19,6 +19,7 @@ __all__ = [
     "get_session",
     "insert_token",
     "list_live_sessions",
+    "live_session_refs",
     "session_for_token",
     "set_current_cert",
 ]
@@ -111,6 +112,18 @@ async def list_live_sessions(conn: Connection, fid: str | None = None) -> list[S
     async with conn.execute(sql + " ORDER BY id", params) as cursor:
         rows = await cursor.fetchall()
     return [Session.from_row(row) for row in rows]
+
+
+async def live_session_refs(conn: Connection, fid: str | None = None) -> list[int]:
+    """Row ids of the live sessions of one actor, or of everyone if ``fid`` is None."""
+    params: tuple[str, ...] = ()
+    if fid is None:
+        sql = "SELECT id FROM sessions WHERE ended_at IS NULL"
+    else:
+        sql = "SELECT id FROM sessions WHERE fid = ? AND ended_at IS NULL"
+        params = (fid,)
+    async with conn.execute(sql + " ORDER BY id", params) as cursor:
+        return [int(row[0]) for row in await cursor.fetchall()]
 
 
 async def set_current_cert(conn: Connection, session_ref: int, cert_id: int) -> None:

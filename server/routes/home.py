@@ -117,12 +117,12 @@ async def trust_session(request: web.Request) -> web.Response:
         der, _ = await _issue_cert(state, conn, session, csr, now)
         token, token_hash = new_token()
         await session_store.insert_token(conn, token_hash, session.id, now)
-        others = await session_store.list_live_sessions(conn, session.fid)
-        events = await state.events.store(
+        events = await state.events.store_for_actor(
             conn,
-            [s.id for s in others if s.id != session.id],
+            session.fid,
             EventOp.NEW_SESSION,
             {"cert": der_to_pem(der)},
+            skip_session=session.id,
         )
     state.events.publish(events)
     logger.info("session trusted fid=%s session_id=%s", session.fid, session.session_id)
@@ -155,10 +155,9 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
         der, _ = await _issue_cert(state, conn, session, csr, now)
         token, token_hash = new_token()
         await session_store.insert_token(conn, token_hash, session.id, now)
-        others = await session_store.list_live_sessions(conn, session.fid)
-        events = await state.events.store(
+        events = await state.events.store_for_actor(
             conn,
-            [s.id for s in others if s.id != session.id],
+            session.fid,
             EventOp.CLIENT_KEY_CHANGE,
             {
                 "fid": session.fid,
@@ -166,6 +165,7 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
                 "cert": der_to_pem(der),
                 "oldInvalidSince": now,
             },
+            skip_session=session.id,
         )
     state.events.publish(events)
     state.hub.close_session(session.id, 4003, "token replaced")
