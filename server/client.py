@@ -25,6 +25,7 @@ __all__ = [
     "Reply",
     "SessionKey",
     "build_csr",
+    "identify_body",
     "sign_challenge",
 ]
 
@@ -99,6 +100,23 @@ def build_csr(
 def sign_challenge(key: Ed25519PrivateKey, challenge: str) -> str:
     """Base64 of the Ed25519 signature over the challenge's UTF-8 bytes."""
     return base64.b64encode(key.sign(challenge.encode())).decode()
+
+
+def identify_body(
+    key: Ed25519PrivateKey, challenge: str, id_cert: bytes | str
+) -> dict[str, Any]:
+    """The body of ``POST /p2core/session/identify``: the signed challenge and cert.
+
+    ``id_cert`` is DER (sent as base64) or already-encoded text sent as it is.
+    """
+    cert_text = id_cert if isinstance(id_cert, str) else base64.b64encode(id_cert)
+    return {
+        "completed_challenge": {
+            "challenge": challenge,
+            "signature": sign_challenge(key, challenge),
+        },
+        "id_cert": cert_text if isinstance(cert_text, str) else cert_text.decode(),
+    }
 
 
 @dataclass(slots=True)
@@ -236,16 +254,9 @@ class P2Client:
 
     async def identify(self, session: SessionKey) -> str:
         """Authenticate ``session`` on this server by challenge; return the token."""
-        challenge = await self.challenge()
         reply = await self.request(
             "POST",
             "/p2core/session/identify",
-            json={
-                "completed_challenge": {
-                    "challenge": challenge,
-                    "signature": sign_challenge(session.key, challenge),
-                },
-                "id_cert": base64.b64encode(session.id_cert).decode(),
-            },
+            json=identify_body(session.key, await self.challenge(), session.id_cert),
         )
         return str(reply.ok().data["token"])

@@ -18,14 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from base64 import b64encode
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
 
 from .certs import load_id_cert
-from .client import P2Client, SessionKey, sign_challenge
+from .client import P2Client, SessionKey, identify_body
 
 __all__ = ["ServerProcess", "free_port", "main", "run_demo", "two_servers"]
 
@@ -174,24 +173,13 @@ async def run_demo(a: ServerProcess, b: ServerProcess) -> None:
         reply = await foreign.request(
             "POST",
             "/p2core/session/identify",
-            json=await _completed(foreign, forged),
+            json=identify_body(forged.key, await foreign.challenge(), forged.id_cert),
         )
         if reply.status != 401:
             raise RuntimeError(
                 f"B accepted a signature by the wrong key: {reply.status}"
             )
         _step(6, "B refused a challenge signed by a key that is not in the ID-Cert")
-
-
-async def _completed(client: P2Client, session: SessionKey) -> dict[str, object]:
-    challenge = await client.challenge()
-    return {
-        "completed_challenge": {
-            "challenge": challenge,
-            "signature": sign_challenge(session.key, challenge),
-        },
-        "id_cert": b64encode(session.id_cert).decode(),
-    }
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from server.certs import load_id_cert
-from server.client import P2Client, SessionKey, sign_challenge
+from server.client import P2Client, SessionKey, identify_body
 from server.demo import PASSWORD, ServerProcess, run_demo, two_servers
 
 
@@ -71,7 +71,7 @@ async def test_foreign_session_follows_home_server_changes(
         refused = await foreign.request(
             "POST",
             "/p2core/session/identify",
-            json=await _identify_body(foreign, replay),
+            json=identify_body(replay.key, await foreign.challenge(), replay.id_cert),
         )
         assert refused.status == 400
         assert refused.data["error"] == "P2CORE_INVALID_CERTIFICATE"
@@ -82,7 +82,7 @@ async def test_foreign_session_follows_home_server_changes(
         down = await foreign.request(
             "POST",
             "/p2core/session/identify",
-            json=await _identify_body(foreign, third),
+            json=identify_body(third.key, await foreign.challenge(), third.id_cert),
         )
         assert down.status == 502
         assert down.data["error"] == "P2CORE_HOME_SERVER_UNREACHABLE"
@@ -108,14 +108,3 @@ async def test_extern_refuses_cert_of_other_session(
         )
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
-
-
-async def _identify_body(client: P2Client, session: SessionKey) -> dict[str, object]:
-    challenge = await client.challenge()
-    return {
-        "completed_challenge": {
-            "challenge": challenge,
-            "signature": sign_challenge(session.key, challenge),
-        },
-        "id_cert": base64.b64encode(session.id_cert).decode(),
-    }

@@ -31,7 +31,8 @@ from server.certs import (
     load_id_cert,
     load_server_cert,
 )
-from server.client import P2Client, Reply, SessionKey, build_csr, sign_challenge
+from server.client import P2Client, Reply, SessionKey, build_csr
+from server.client import identify_body as client_identify_body
 from server.config import Config
 from tests.conftest import DOMAIN, PASSWORD, FakeClock, make_config
 from tests.mls_helpers import make_keypackage
@@ -156,14 +157,7 @@ async def post_trust(client: P2Client, csr: str, username: str = "alice") -> Rep
 async def identify_body(
     client: P2Client, cert_text: str, key: Ed25519PrivateKey
 ) -> dict[str, Any]:
-    challenge = await client.challenge()
-    return {
-        "completed_challenge": {
-            "challenge": challenge,
-            "signature": sign_challenge(key, challenge),
-        },
-        "id_cert": cert_text,
-    }
+    return client_identify_body(key, await client.challenge(), cert_text)
 
 
 def csr_der(session: SessionKey) -> bytes:

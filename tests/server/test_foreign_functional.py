@@ -7,7 +7,6 @@ domains get certs from roots this test makes, which no home server vouches for.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from server.certs import new_serial_number
-from server.client import P2Client, SessionKey, build_csr, sign_challenge
+from server.client import P2Client, SessionKey, build_csr, identify_body
 from server.demo import free_port
 from tests.conftest import DOMAIN, FakeClock, make_config
 
@@ -77,20 +76,13 @@ def forged_cert(
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-async def identify_body(
+async def signed_body(
     client: P2Client,
     cert: bytes,
     key: Ed25519PrivateKey,
     challenge: str | None = None,
 ) -> dict[str, Any]:
-    challenge = challenge or await client.challenge()
-    return {
-        "completed_challenge": {
-            "challenge": challenge,
-            "signature": sign_challenge(key, challenge),
-        },
-        "id_cert": base64.b64encode(cert).decode(),
-    }
+    return identify_body(key, challenge or await client.challenge(), cert)
 
 
 async def post_identify(client: P2Client, body: Any) -> Any:
@@ -124,7 +116,7 @@ async def test_identify_rejects_replayed_challenge(
     client: P2Client, new_session: Callable[..., Any]
 ) -> None:
     session: SessionKey = await new_session()
-    body = await identify_body(client, session.id_cert, session.key)
+    body = await signed_body(client, session.id_cert, session.key)
     assert (await post_identify(client, body)).status == 201
     again = await post_identify(client, body)
     assert again.status == 401
@@ -135,7 +127,7 @@ async def test_identify_rejects_expired_challenge(
     client: P2Client, new_session: Callable[..., Any], clock: FakeClock
 ) -> None:
     session: SessionKey = await new_session()
-    body = await identify_body(client, session.id_cert, session.key)
+    body = await signed_body(client, session.id_cert, session.key)
     clock.advance(301)
     reply = await post_identify(client, body)
     assert reply.status == 401
@@ -146,7 +138,7 @@ async def test_identify_rejects_unknown_challenge(
     client: P2Client, new_session: Callable[..., Any]
 ) -> None:
     session: SessionKey = await new_session()
-    body = await identify_body(client, session.id_cert, session.key, "A1b" * 22)
+    body = await signed_body(client, session.id_cert, session.key, "A1b" * 22)
     reply = await post_identify(client, body)
     assert reply.status == 401
     assert reply.data["error"] == "P2CORE_INVALID_CHALLENGE"
@@ -156,7 +148,7 @@ async def test_identify_rejects_signature_by_other_key(
     client: P2Client, new_session: Callable[..., Any]
 ) -> None:
     session: SessionKey = await new_session()
-    body = await identify_body(client, session.id_cert, Ed25519PrivateKey.generate())
+    body = await signed_body(client, session.id_cert, Ed25519PrivateKey.generate())
     reply = await post_identify(client, body)
     assert reply.status == 401
     assert reply.data["error"] == "P2CORE_INVALID_CHALLENGE"
@@ -166,7 +158,7 @@ async def test_identify_race_on_one_challenge_has_one_winner(
     client: P2Client, new_session: Callable[..., Any]
 ) -> None:
     session: SessionKey = await new_session()
-    body = await identify_body(client, session.id_cert, session.key)
+    body = await signed_body(client, session.id_cert, session.key)
     replies = await asyncio.gather(*(post_identify(client, body) for _ in range(8)))
     assert sorted(r.status for r in replies) == [201] + [401] * 7
 
@@ -190,7 +182,7 @@ async def test_identify_rejects_forged_cert(
         cert = forged_cert(session, issuer_domain="evil.example", not_before=clock.t)
     else:
         cert = forged_cert(session, issuer_domain=DOMAIN, not_before=clock.t)
-    reply = await post_identify(client, await identify_body(client, cert, session.key))
+    reply = await post_identify(client, await signed_body(client, cert, session.key))
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
 
@@ -201,7 +193,7 @@ async def test_identify_rejects_expired_cert(
     session: SessionKey = await new_session()
     clock.advance(31 * DAY)
     reply = await post_identify(
-        client, await identify_body(client, session.id_cert, session.key)
+        client, await signed_body(client, session.id_cert, session.key)
     )
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
@@ -213,7 +205,7 @@ async def test_identify_rejects_invalidated_cert(
     session: SessionKey = await new_session()
     await client.logout(session)
     reply = await post_identify(
-        client, await identify_body(client, session.id_cert, session.key)
+        client, await signed_body(client, session.id_cert, session.key)
     )
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
@@ -231,7 +223,7 @@ async def test_identify_answers_502_when_home_server_is_down(
     async with P2Client(str(server.make_url(""))) as client:
         session = SessionKey("bob", "down.example", "b1")
         cert = forged_cert(session, issuer_domain="down.example", not_before=clock.t)
-        body = await identify_body(client, cert, session.key)
+        body = await signed_body(client, cert, session.key)
         reply = await post_identify(client, body)
     assert reply.status == 502
     assert reply.data["error"] == "P2CORE_HOME_SERVER_UNREACHABLE"
@@ -242,7 +234,7 @@ async def test_identify_refuses_private_address_without_peer_entry(
 ) -> None:
     session = SessionKey("bob", "localhost", "b1")
     cert = forged_cert(session, issuer_domain="localhost", not_before=clock.t)
-    reply = await post_identify(client, await identify_body(client, cert, session.key))
+    reply = await post_identify(client, await signed_body(client, cert, session.key))
     assert reply.status == 502
     assert reply.data["error"] == "P2CORE_HOME_SERVER_UNREACHABLE"
 
@@ -265,7 +257,7 @@ async def test_identify_rejects_malformed_body(client: P2Client, body: Any) -> N
 
 async def test_identify_rejects_garbage_cert(client: P2Client) -> None:
     key = Ed25519PrivateKey.generate()
-    body = await identify_body(client, b"\x30\x03\x02\x01\x01", key)
+    body = await signed_body(client, b"\x30\x03\x02\x01\x01", key)
     reply = await post_identify(client, body)
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
@@ -279,7 +271,7 @@ async def test_identify_rejects_older_cert_invalidated_by_rotation(
     clock.advance(10)
     await client.rotate(session)
     assert (await client.identify(session)) != ""
-    reply = await post_identify(client, await identify_body(client, old_cert, old_key))
+    reply = await post_identify(client, await signed_body(client, old_cert, old_key))
     assert reply.status == 400
     assert reply.data["error"] == "P2CORE_INVALID_CERTIFICATE"
 
@@ -312,7 +304,7 @@ async def test_identify_with_older_cert_of_known_session_is_session_id_taken(
         await home.rotate(session)
         assert await foreign.identify(session)
         reply = await post_identify(
-            foreign, await identify_body(foreign, old_cert, old_key)
+            foreign, await signed_body(foreign, old_cert, old_key)
         )
     assert reply.status == 409
     assert reply.data["error"] == "P2CORE_SESSION_ID_TAKEN"
