@@ -314,7 +314,8 @@ def _validate(config: Config) -> None:
         g.outbox_max_age_days >= 1, "gateway.outbox_max_age_days must be at least 1"
     )
     _require(g.rate_per_minute >= 1, "gateway.rate_per_minute must be at least 1")
-    _require(g.send_queue_max >= 1, "gateway.send_queue_max must be at least 1")
+    # Room for control frames (Ready, ACKs) next to a backlog that fills half.
+    _require(g.send_queue_max >= 8, "gateway.send_queue_max must be at least 8")
     _require(g.max_frame_bytes >= 1024, "gateway.max_frame_bytes must be at least 1024")
     _require(
         config.keypackages.low_threshold >= 0, "keypackages.low_threshold must be >= 0"

@@ -77,6 +77,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("[federation.peers]\n'b.example' = 'ftp://x'\n", "http\\(s\\) base URL"),
         ("[federation]\nallow_private_addresses = 1\n", "must be of type bool"),
         ("[gateway]\nheartbeat_interval_ms = 10\n", "1000 to 3600000"),
+        ("[gateway]\nsend_queue_max = 4\n", "send_queue_max must be at least 8"),
         ("server = 5\n", "must be a table"),
         ("[server\n", "not valid TOML"),
     ],
