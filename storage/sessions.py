@@ -16,9 +16,11 @@ __all__ = [
     "delete_tokens",
     "end_session",
     "get_live_session",
+    "get_live_session_with_cert",
     "get_session",
     "insert_token",
     "list_live_sessions",
+    "replace_token",
     "live_session_refs",
     "session_for_token",
     "set_current_cert",
@@ -149,6 +151,37 @@ async def insert_token(
         "INSERT INTO tokens (hash, session_ref, created_at) VALUES (?, ?, ?)",
         (token_hash, session_ref, now),
     )
+
+
+async def replace_token(
+    conn: Connection, token_hash: bytes, session_ref: int, now: int
+) -> None:
+    """Give a session this token in place of any it had: one token per session."""
+    cursor = await conn.execute(
+        "UPDATE tokens SET hash = ?, created_at = ? WHERE session_ref = ?",
+        (token_hash, now, session_ref),
+    )
+    if cursor.rowcount == 0:
+        await insert_token(conn, token_hash, session_ref, now)
+
+
+async def get_live_session_with_cert(
+    conn: Connection, fid: str, session_id: str
+) -> tuple[Session, StoredCert | None] | None:
+    """A live session and its current ID-Cert, in one query."""
+    session_columns = ", ".join("s." + c.strip() for c in _COLUMNS.split(","))
+    cert_columns = ", ".join("c." + c.strip() for c in CERT_COLUMNS.split(","))
+    async with conn.execute(
+        f"SELECT {session_columns}, {cert_columns} FROM sessions s "
+        "LEFT JOIN id_certs c ON c.id = s.current_cert_id "
+        "WHERE s.fid = ? AND s.session_id = ? AND s.ended_at IS NULL",
+        (fid, session_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    cert = StoredCert.from_row(row[10:]) if row[10] is not None else None
+    return Session.from_row(row[:10]), cert
 
 
 async def delete_tokens(conn: Connection, session_ref: int) -> None:

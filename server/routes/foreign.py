@@ -162,10 +162,10 @@ async def _bind_session(state: ServerState, cert: IDCert, now: int) -> str:
     assert subject is not None
     token, token_hash = new_token()
     async with state.db.transaction() as conn:
-        session = await session_store.get_live_session(
+        found = await session_store.get_live_session_with_cert(
             conn, subject.fid, subject.session_id
         )
-        if session is None:
+        if found is None:
             session = await session_store.create_session(
                 conn,
                 subject.fid,
@@ -175,17 +175,12 @@ async def _bind_session(state: ServerState, cert: IDCert, now: int) -> str:
             )
             await _store_cert(conn, session, cert)
         else:
-            current = (
-                await cert_store.get_cert(conn, session.current_cert_id)
-                if session.current_cert_id is not None
-                else None
-            )
+            session, current = found
             if current is None or current.serial != cert.serial_number:
                 if current is not None and cert.not_valid_before <= current.not_before:
                     raise SessionIDTaken(session.fid, session.session_id)
                 await _store_cert(conn, session, cert)
-            await session_store.delete_tokens(conn, session.id)
-        await session_store.insert_token(conn, token_hash, session.id, now)
+        await session_store.replace_token(conn, token_hash, session.id, now)
     state.hub.close_session(session.id, 4003, "token replaced")
     return token
 

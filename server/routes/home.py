@@ -149,12 +149,11 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
     async with state.db.transaction() as conn:
         await recheck(conn, auth)
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
-        await session_store.delete_tokens(conn, session.id)
         # KeyPackages signed with the old key can no longer be verified.
         await kp_store.delete_for_session(conn, session.id)
         der, _ = await _issue_cert(state, conn, session, csr, now)
         token, token_hash = new_token()
-        await session_store.insert_token(conn, token_hash, session.id, now)
+        await session_store.replace_token(conn, token_hash, session.id, now)
         events = await state.events.store_for_actor(
             conn,
             session.fid,
