@@ -282,10 +282,7 @@ class GatewayConnection:
         self._beat.set()
         resent: list[OutboxEvent] = []
         if self._auth is not None:
-            if (
-                await resolve_token(self._state.db.reader, self._token, clock.now())
-                is None
-            ):
+            if await resolve_token(self._state, self._token, clock.now()) is None:
                 raise ProtocolViolation(
                     CloseCode.NOT_AUTHENTICATED, "token is no longer valid"
                 )
@@ -304,7 +301,7 @@ class GatewayConnection:
     async def _authenticate(self, token: str, resume_from: int | None) -> None:
         """Identify (``resume_from`` None) or Resume; delivery runs as a task."""
         state = self._state
-        auth = await resolve_token(state.db.reader, token, clock.now())
+        auth = await resolve_token(state, token, clock.now())
         if auth is None:
             raise ProtocolViolation(CloseCode.AUTHENTICATION_FAILED, "invalid token")
         ref = auth.session.id
