@@ -97,6 +97,15 @@ class Database:
                 raise
             await self._writer.commit()
 
+    async def execute_write(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Run one statement as its own transaction; return its rows (RETURNING).
+
+        A single statement is atomic by itself: one round trip to the database
+        thread instead of BEGIN, statement and COMMIT.
+        """
+        async with self._write_lock:
+            return list(await self._writer.execute_fetchall(sql, tuple(params)))
+
     @property
     def reader(self) -> Connection:
         """The read-only connection, for queries outside a transaction."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .certs import CERT_COLUMNS, StoredCert
-from .db import Connection
+from .db import Connection, Database
 from .errors import SessionIDTaken
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "get_session",
     "insert_token",
     "list_live_sessions",
+    "renew_token_for_cert",
     "replace_token",
     "live_session_refs",
     "session_for_token",
@@ -163,6 +164,31 @@ async def replace_token(
     )
     if cursor.rowcount == 0:
         await insert_token(conn, token_hash, session_ref, now)
+
+
+async def renew_token_for_cert(
+    db: Database,
+    token_hash: bytes,
+    *,
+    fid: str,
+    session_id: str,
+    issuer_domain: str,
+    serial: int,
+    now: int,
+) -> int | None:
+    """Replace the token of the live session whose current cert is this one.
+
+    One atomic statement. Returns the session's row id, or None when there is no
+    such session with a token (the caller then takes the general path).
+    """
+    rows = await db.execute_write(
+        "UPDATE tokens SET hash = ?, created_at = ? WHERE session_ref = ("
+        "  SELECT s.id FROM sessions s JOIN id_certs c ON c.id = s.current_cert_id"
+        "  WHERE s.fid = ? AND s.session_id = ? AND s.ended_at IS NULL"
+        "  AND c.issuer_domain = ? AND c.serial = ?) RETURNING session_ref",
+        (token_hash, now, fid, session_id, issuer_domain, str(serial)),
+    )
+    return int(rows[0][0]) if len(rows) == 1 else None
 
 
 async def get_live_session_with_cert(

@@ -161,6 +161,19 @@ async def _bind_session(state: ServerState, cert: IDCert, now: int) -> str:
     subject = cert.subject
     assert subject is not None
     token, token_hash = new_token()
+    # The common case, a client identifying again with the same cert: one write.
+    renewed = await session_store.renew_token_for_cert(
+        state.db,
+        token_hash,
+        fid=subject.fid,
+        session_id=subject.session_id,
+        issuer_domain=cert.issuer_domain,
+        serial=cert.serial_number,
+        now=now,
+    )
+    if renewed is not None:
+        state.hub.close_session(renewed, 4003, "token replaced")
+        return token
     async with state.db.transaction() as conn:
         found = await session_store.get_live_session_with_cert(
             conn, subject.fid, subject.session_id
