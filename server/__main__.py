@@ -1,4 +1,4 @@
-"""``p2core-server`` and ``python -m server``: read the config and serve."""
+"""p2core-server (also python -m server): read the config and serve."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"p2core-server: config error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level, config.logging.format)
+    # The database holds password and token hashes, the key file the server key:
+    # nothing this process creates is for other users.
+    os.umask(0o077)
     try:
         asyncio.run(serve(config))
     except (DatabaseUnusable, IdentityError, OSError) as exc:

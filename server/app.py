@@ -49,7 +49,7 @@ def create_app(config: Config) -> web.Application:
 def _resources(config: Config) -> web.CleanupContextCallable:  # type: ignore[name-defined]
     async def context(app: web.Application) -> AsyncIterator[None]:
         data_dir = config.data_path
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = await Database.open(data_dir / DATABASE_FILE)
         try:
             server_identity = await identity.load_or_create(

@@ -119,3 +119,5 @@ async def test_cli_starts_with_defaults_and_stops_on_sigterm(tmp_path: Path) -> 
             process.kill()
     assert (tmp_path / "data" / "p2core.sqlite3").exists()
     assert (tmp_path / "data" / "server_key.pem").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data" / "p2core.sqlite3").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
