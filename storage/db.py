@@ -41,8 +41,6 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 MIGRATIONS: Final = _migrations()
-# Writers that may share one commit before it is forced.
-_MAX_GROUP: Final = 64
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -54,11 +52,6 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
-        # Group commit: the open transaction's commit, shared by its members.
-        self._group: asyncio.Future[None] | None = None
-        self._grouped = 0
-        self._waiting = 0
-        self._flush_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -87,109 +80,31 @@ class Database:
         return cls(path, writer, reader)
 
     async def close(self) -> None:
-        """Wait for the running write, commit an open group, close both connections."""
+        """Wait for the running write, then close both connections."""
         async with self._write_lock:
-            if self._group is not None:
-                await self._commit_group()
             await self._writer.close()
             await self._reader.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        """Run a write transaction: committed on success, rolled back on any error.
-
-        Group commit: when other writers are already waiting, the transaction is
-        left open for them and they run inside it, each in a savepoint of its
-        own; the last one commits for all. Every writer returns only once its
-        changes are committed, and one writer's failure undoes only its own.
-        """
-        await self._acquire()
-        group, first = self._group, self._group is None
-        failed = False
-        try:
-            if first:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                group = self._group = asyncio.get_running_loop().create_future()
-            else:
-                await self._writer.execute("SAVEPOINT unit")
+        """Run a write transaction: committed on success, rolled back on any error."""
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
             except BaseException:
-                failed = True
-                await self._undo(first)
-                raise
-            if not first:
-                await self._writer.execute("RELEASE unit")
-        finally:
-            try:
-                if self._group is not None and (
-                    self._waiting == 0 or self._grouped >= _MAX_GROUP
-                ):
-                    await self._commit_group()
-                elif self._group is not None:
-                    self._grouped += 1
-            finally:
-                self._write_lock.release()
-        if not failed and group is not None:
-            await asyncio.shield(group)
-
-    async def _acquire(self) -> None:
-        """Take the write lock, counted as waiting meanwhile (for group commit)."""
-        self._waiting += 1
-        try:
-            await self._write_lock.acquire()
-        except BaseException:
-            self._waiting -= 1
-            if self._waiting == 0 and not self._write_lock.locked():
-                # The group was left open for this writer, which gave up.
-                self._flush_task = asyncio.create_task(self._flush())
-            raise
-        self._waiting -= 1
-
-    async def _undo(self, first: bool) -> None:
-        if first:
-            await self._writer.rollback()
-            group, self._group, self._grouped = self._group, None, 0
-            assert group is not None
-            group.cancel()
-        else:
-            await self._writer.execute("ROLLBACK TO unit")
-            await self._writer.execute("RELEASE unit")
-
-    async def _commit_group(self) -> None:
-        group, self._group, self._grouped = self._group, None, 0
-        assert group is not None
-        try:
-            await self._writer.commit()
-        except BaseException as exc:
-            if self._writer.in_transaction:
                 await self._writer.rollback()
-            group.set_exception(exc)
-            group.exception()  # retrieved here: members see it through await
-            raise
-        group.set_result(None)
-
-    async def _flush(self) -> None:
-        """Commit a group transaction that nobody is left to close."""
-        async with self._write_lock:
-            if self._group is not None:
-                await self._commit_group()
+                raise
+            await self._writer.commit()
 
     async def execute_write(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        """Run one statement atomically and return its rows (RETURNING).
+        """Run one statement as its own transaction; return its rows (RETURNING).
 
-        Outside a group this is one round trip to the database thread instead
-        of BEGIN, statement and COMMIT; inside one it joins the group.
+        A single statement is atomic by itself: one round trip to the database
+        thread instead of BEGIN, statement and COMMIT.
         """
-        await self._acquire()
-        if self._group is None:
-            try:
-                return list(await self._writer.execute_fetchall(sql, tuple(params)))
-            finally:
-                self._write_lock.release()
-        self._write_lock.release()
-        async with self.transaction() as conn:
-            return list(await conn.execute_fetchall(sql, tuple(params)))
+        async with self._write_lock:
+            return list(await self._writer.execute_fetchall(sql, tuple(params)))
 
     @property
     def reader(self) -> Connection:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -143,6 +142,8 @@ async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
 
 
 async def test_concurrent_transactions_never_lock(tmp_path: Path) -> None:
+    import asyncio
+
     db = await Database.open(tmp_path / "p2core.sqlite3")
 
     async def register(i: int) -> None:
@@ -155,96 +156,3 @@ async def test_concurrent_transactions_never_lock(tmp_path: Path) -> None:
     finally:
         await db.close()
     assert row[0] == 200
-
-
-async def test_group_commit_shares_commits_between_waiting_writers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db = await Database.open(tmp_path / "p2core.sqlite3")
-    commits = 0
-    original = db._writer.commit
-
-    async def counting_commit() -> None:
-        nonlocal commits
-        commits += 1
-        await original()
-
-    monkeypatch.setattr(db._writer, "commit", counting_commit)
-
-    async def register(i: int) -> None:
-        async with db.transaction() as conn:
-            await actors.create_actor(conn, f"actor{i}", "h", i)
-
-    try:
-        await asyncio.gather(*(register(i) for i in range(100)))
-        row = await db.fetchone("SELECT count(*) FROM actors")
-    finally:
-        await db.close()
-    assert row[0] == 100
-    assert 1 <= commits < 100
-
-
-async def test_group_commit_undoes_only_the_failing_writer(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "p2core.sqlite3")
-
-    async def register(name: str, fail: bool) -> None:
-        async with db.transaction() as conn:
-            await actors.create_actor(conn, name, "h", 1)
-            if fail:
-                raise RuntimeError("boom")
-
-    try:
-        results = await asyncio.gather(
-            register("a", False),
-            register("b", True),
-            register("c", False),
-            register("a", False),
-            return_exceptions=True,
-        )
-        names = [
-            row[0]
-            for row in await db.reader.execute_fetchall(
-                "SELECT local_name FROM actors ORDER BY local_name"
-            )
-        ]
-    finally:
-        await db.close()
-    assert results[0] is None and results[2] is None
-    assert isinstance(results[1], RuntimeError)
-    assert isinstance(results[3], ActorExists)
-    assert names == ["a", "c"]
-
-
-async def test_group_left_open_for_a_cancelled_writer_still_commits(
-    tmp_path: Path,
-) -> None:
-    db = await Database.open(tmp_path / "p2core.sqlite3")
-    gate = asyncio.Event()
-
-    async def first() -> None:
-        async with db.transaction() as conn:
-            await actors.create_actor(conn, "first", "h", 1)
-            await gate.wait()
-
-    async def second() -> None:
-        async with db.transaction() as conn:
-            await actors.create_actor(conn, "second", "h", 1)
-
-    try:
-        one = asyncio.create_task(first())
-        while not db._write_lock.locked():
-            await asyncio.sleep(0)
-        two = asyncio.create_task(second())
-        await asyncio.sleep(0)
-        gate.set()
-        # The first writer leaves the group open for the second ...
-        while db._group is None or db._write_lock.locked():
-            await asyncio.sleep(0)
-        # ... which gives up before it runs.
-        two.cancel()
-        async with asyncio.timeout(10):
-            await one
-        row = await db.fetchone("SELECT count(*) FROM actors WHERE local_name='first'")
-    finally:
-        await db.close()
-    assert row[0] == 1
