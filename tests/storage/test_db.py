@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -142,8 +143,6 @@ async def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
 
 
 async def test_concurrent_transactions_never_lock(tmp_path: Path) -> None:
-    import asyncio
-
     db = await Database.open(tmp_path / "p2core.sqlite3")
 
     async def register(i: int) -> None:
@@ -156,3 +155,34 @@ async def test_concurrent_transactions_never_lock(tmp_path: Path) -> None:
     finally:
         await db.close()
     assert row[0] == 200
+
+
+async def test_failing_writer_undoes_only_its_own_changes(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "p2core.sqlite3")
+
+    async def register(name: str, fail: bool) -> None:
+        async with db.transaction() as conn:
+            await actors.create_actor(conn, name, "h", 1)
+            if fail:
+                raise RuntimeError("boom")
+
+    try:
+        results = await asyncio.gather(
+            register("a", False),
+            register("b", True),
+            register("c", False),
+            register("a", False),
+            return_exceptions=True,
+        )
+        names = [
+            row[0]
+            for row in await db.reader.execute_fetchall(
+                "SELECT local_name FROM actors ORDER BY local_name"
+            )
+        ]
+    finally:
+        await db.close()
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[3], ActorExists)
+    assert names == ["a", "c"]
