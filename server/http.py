@@ -20,6 +20,7 @@ __all__ = [
     "error_middleware",
     "error_response",
     "json_response",
+    "parse_timestamp",
     "read_json",
     "require_object",
     "require_str",

@@ -39,7 +39,13 @@ from ..certs import (
 )
 from ..errors import APIError, ErrorCode
 from ..events import EventOp
-from ..http import json_response, read_json, require_object, require_str
+from ..http import (
+    json_response,
+    parse_timestamp,
+    read_json,
+    require_object,
+    require_str,
+)
 from ..names import is_local_name
 from ..rotation import renew_if_due
 from ..state import STATE, ServerState
@@ -54,6 +60,7 @@ routes = web.RouteTableDef()
 MIN_PASSWORD: Final = 8
 MAX_PASSWORD: Final = 1024
 DAY: Final = 86400
+_SIGNED_LOGOUT_WINDOW: Final = 300
 
 
 @routes.post("/p2core/identity")
@@ -177,9 +184,10 @@ async def rotate_session_cert(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """End the caller's session: its cert is invalidated and its token dies.
 
-    The optional JSON body ``{"signature": hex}`` is the actor's Ed25519 signature
-    over ``invalidSince`` then ``serial`` (decimal strings); it is relayed in the
-    invalidation event when it verifies, so other clients can check it themselves.
+    The optional JSON body ``{"invalidSince": unix, "signature": hex}`` is the
+    actor's Ed25519 signature over ``invalidSince`` then ``serial`` (decimal
+    strings), with ``invalidSince`` no more than five minutes past. It is relayed
+    in the invalidation event, so other clients can check it themselves.
     """
     state = request.app[STATE]
     auth: Auth = request[AUTH]
@@ -189,9 +197,7 @@ async def logout(request: web.Request) -> web.Response:
         body = require_object(await read_json(request))
         if "signature" in body:
             signature = require_str(body, "signature", max_length=512)
-            _check_invalidation_signature(
-                auth.cert.der, auth.cert.serial, now, signature
-            )
+            now = _signed_invalidation_time(body, auth, now, signature)
     async with state.db.transaction() as conn:
         await recheck(conn, auth)
         await cert_store.invalidate_cert(conn, auth.cert.id, now)
@@ -212,17 +218,31 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _check_invalidation_signature(
-    cert_der: bytes, serial: int, invalid_since: int, signature: str
-) -> None:
+def _signed_invalidation_time(
+    body: dict[str, object], auth: Auth, now: int, signature: str
+) -> int:
+    """The ``invalidSince`` a logout signed, checked against the session's cert.
+
+    Raises:
+        APIError: missing, out of range, or the signature does not verify.
+    """
+    invalid_since = parse_timestamp(body.get("invalidSince"))
+    if not now - _SIGNED_LOGOUT_WINDOW <= invalid_since <= now:
+        raise APIError(
+            ErrorCode.BAD_REQUEST, "invalidSince must lie in the last five minutes."
+        )
     try:
         verify_invalidation_signature(
-            load_id_cert(cert_der).public_key, serial, invalid_since, signature
+            load_id_cert(auth.cert.der).public_key,
+            auth.cert.serial,
+            invalid_since,
+            signature,
         )
     except ValueError as exc:
         raise APIError(
             ErrorCode.BAD_REQUEST, "The invalidation signature does not verify."
         ) from exc
+    return invalid_since
 
 
 def _load_csr(state: ServerState, text: str) -> CSR:

@@ -144,3 +144,49 @@ async def test_key_user_unknown_actor_is_not_federated(client: P2Client) -> None
     reply = await client.request("GET", "/p2core/key/user/nobody")
     assert reply.status == 404
     assert reply.data["error"] == "P2CORE_NOT_FEDERATED"
+
+
+async def test_logout_relays_signed_invalidation(
+    client: P2Client, new_session: Callable[..., Any], clock: FakeClock
+) -> None:
+    leaving: SessionKey = await new_session("alice", "s1")
+    staying: SessionKey = await new_session("alice", "s2")
+    serial = x509.load_der_x509_certificate(leaving.id_cert).serial_number
+    since = clock.t - 10
+    signature = leaving.key.sign(f"{since}{serial}".encode()).hex()
+
+    stale = await client.request(
+        "DELETE",
+        "/p2core/session",
+        json={"invalidSince": str(clock.t - 301), "signature": signature},
+        token=leaving.token,
+    )
+    forged = await client.request(
+        "DELETE",
+        "/p2core/session",
+        json={"invalidSince": str(since), "signature": "00" * 64},
+        token=leaving.token,
+    )
+    signed = await client.request(
+        "DELETE",
+        "/p2core/session",
+        json={"invalidSince": str(since), "signature": signature},
+        token=leaving.token,
+    )
+
+    assert (stale.status, stale.data["error"]) == (400, "P2CORE_BAD_REQUEST")
+    assert (forged.status, forged.data["error"]) == (400, "P2CORE_BAD_REQUEST")
+    assert signed.status == 204
+    events = await client.request("GET", "/p2core/events", token=staying.token)
+    assert events.data == [
+        {
+            "n": "core",
+            "op": 4,
+            "d": {
+                "serial": str(serial),
+                "invalidSince": str(since),
+                "signature": signature,
+            },
+            "s": 0,
+        }
+    ]
