@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections import OrderedDict
 from typing import Final
 
 __all__ = ["CHALLENGE_LIFETIME", "ChallengeStore", "new_challenge"]
@@ -43,7 +44,9 @@ class ChallengeStore:
     def __init__(self, lifetime: int = CHALLENGE_LIFETIME, max_live: int = 100_000):
         self._lifetime = lifetime
         self._max_live = max_live
-        self._expiry: dict[str, int] = {}
+        # An OrderedDict, not a dict: taking the oldest entry stays O(1) however
+        # many were removed from the front before (a dict skips dead slots).
+        self._expiry: OrderedDict[str, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -63,8 +66,9 @@ class ChallengeStore:
 
     def _purge(self, now: int) -> None:
         # Insertion order equals expiry order: every challenge lives equally long.
-        while self._expiry:
-            first = next(iter(self._expiry))
-            if self._expiry[first] >= now and len(self._expiry) < self._max_live:
+        expiry = self._expiry
+        while expiry:
+            _, expires = next(iter(expiry.items()))
+            if expires >= now and len(expiry) < self._max_live:
                 break
-            del self._expiry[first]
+            expiry.popitem(last=False)
