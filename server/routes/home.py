@@ -111,11 +111,12 @@ async def trust_session(request: web.Request) -> web.Response:
     await renew_if_due(state)
     now = clock.now()
     async with state.db.transaction() as conn:
-        old = await session_store.get_live_session(
+        found = await session_store.get_live_session_with_cert(
             conn, csr.subject.fid, csr.subject.session_id
         )
-        if old is not None:
-            if await _has_valid_cert(conn, old, now):
+        if found is not None:
+            old, old_cert = found
+            if old_cert is not None and old_cert.is_valid_at(now):
                 raise SessionIDTaken(old.fid, old.session_id)
             await session_store.end_session(conn, old.id, now)
         session = await session_store.create_session(
@@ -251,13 +252,6 @@ def _load_csr(state: ServerState, text: str) -> CSR:
     except ValueError as exc:
         raise InvalidCSR("not base64 or pem") from exc
     return load_csr(der, domain=state.domain)
-
-
-async def _has_valid_cert(conn: Connection, session: Session, now: int) -> bool:
-    if session.current_cert_id is None:
-        return False
-    cert = await cert_store.get_cert(conn, session.current_cert_id)
-    return cert is not None and cert.is_valid_at(now)
 
 
 async def _issue_cert(
