@@ -774,7 +774,7 @@ async def test_logout_notifies_others_with_invalidation(
         reply = await client.request(
             "DELETE",
             "/p2core/session",
-            json={"signature": signature},
+            json={"invalidSince": str(clock.t), "signature": signature},
             token=second.token,
         )
         assert reply.status == 204
