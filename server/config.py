@@ -81,6 +81,7 @@ class KeyPackagesConfig:
 class LimitsConfig:
     max_body_bytes: int = 1048576
     rate_per_minute: int = 60
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +325,7 @@ def _validate(config: Config) -> None:
         config.limits.max_body_bytes >= 1024, "limits.max_body_bytes must be >= 1024"
     )
     _require(config.limits.rate_per_minute >= 1, "limits.rate_per_minute must be >= 1")
+    _require(config.limits.body_timeout_s > 0, "limits.body_timeout_s must be positive")
     f = config.federation
     _require(f.timeout_s > 0, "federation.timeout_s must be positive")
     _require(f.cache_ttl_s >= 0, "federation.cache_ttl_s must be >= 0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -14,6 +15,7 @@ from storage.errors import ActorExists, InitKeyTaken, SessionIDTaken
 from .certs import InvalidCSR, InvalidIDCert
 from .errors import APIError, ErrorCode
 from .keypackage import KeyPackageError
+from .state import STATE
 
 __all__ = [
     "Handler",
@@ -60,8 +62,16 @@ async def read_json(request: web.Request) -> Any:
     Raises:
         APIError: the body is too large, empty or not JSON.
     """
+    timeout = request.app[STATE].config.limits.body_timeout_s
     try:
-        body = await request.read()
+        async with asyncio.timeout(timeout):
+            body = await request.read()
+    except TimeoutError as exc:
+        # A client that stalls (or a body aiohttp stopped parsing) must not hold
+        # the request open for ever.
+        raise APIError(
+            ErrorCode.BAD_REQUEST, "The body did not arrive in time."
+        ) from exc
     except web.RequestPayloadError as exc:
         raise APIError(
             ErrorCode.BAD_REQUEST, "The body could not be read (bad encoding)."
@@ -164,7 +174,12 @@ async def error_middleware(
             request.path,
             error.code,
         )
-    return error_response(error)
+    response = error_response(error)
+    if request.body_exists and not request.content.is_eof():
+        # The body was not read to its end (too slow, broken or refused early):
+        # the connection cannot carry another request, so close it.
+        response.force_close()
+    return response
 
 
 def require_object(body: Any) -> dict[str, Any]:

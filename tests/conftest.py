@@ -21,7 +21,7 @@ PASSWORD = "correct horse battery"
 
 def make_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
     config = Config().replace("server", domain=DOMAIN, data_dir=str(data_dir))
-    config = config.replace("limits", rate_per_minute=100_000)
+    config = config.replace("limits", rate_per_minute=100_000, body_timeout_s=2.0)
     config = config.replace("federation", cache_ttl_s=0)
     for section, values in sections.items():
         config = config.replace(section, **values)
