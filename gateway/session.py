@@ -61,7 +61,9 @@ async def gateway_handler(request: web.Request) -> web.StreamResponse:
         autoping=True,
     )
     await ws.prepare(request)
-    connection = GatewayConnection(state, ws, request.remote or "unknown")
+    connection = GatewayConnection(
+        state, ws, request.remote or "unknown", request.transport
+    )
     await connection.run()
     return ws
 
@@ -70,10 +72,15 @@ class GatewayConnection:
     """Serves one WebSocket: reads frames, writes through a bounded queue."""
 
     def __init__(
-        self, state: ServerState, ws: web.WebSocketResponse, peer: str
+        self,
+        state: ServerState,
+        ws: web.WebSocketResponse,
+        peer: str,
+        transport: asyncio.BaseTransport | None,
     ) -> None:
         self._state = state
         self._ws = ws
+        self._transport = transport
         self._config = state.config.gateway
         self._protocol = GatewayProtocol()
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(self._config.send_queue_max)
@@ -104,8 +111,10 @@ class GatewayConnection:
     @property
     def write_buffer_size(self) -> int:
         """How many bytes the transport holds, written but not yet sent."""
-        transport = self._ws._req.transport if self._ws._req else None  # noqa: SLF001
-        return transport.get_write_buffer_size() if transport is not None else 0
+        transport = self._transport
+        if isinstance(transport, asyncio.WriteTransport):
+            return transport.get_write_buffer_size()
+        return 0
 
     async def wait_closed(self) -> None:
         """Wait until the connection has been served to its end."""
@@ -133,7 +142,6 @@ class GatewayConnection:
             await self._shutdown()
 
     async def _read_loop(self) -> None:
-        interval = self._config.heartbeat_interval_ms
         while not self._closing:
             message = await self._ws.receive()
             if message.type is WSMsgType.TEXT:
@@ -141,9 +149,7 @@ class GatewayConnection:
             elif message.type is WSMsgType.BINARY:
                 raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "binary frame")
             else:
-                self.log.debug(
-                    "= socket ended type=%s interval=%d", message.type, interval
-                )
+                self.log.debug("= socket ended type=%s", message.type)
                 return
 
     async def close(self, code: int, reason: str) -> None:
@@ -162,9 +168,8 @@ class GatewayConnection:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await self._ws.close(code=code, message=reason.encode()[:120])
         except (TimeoutError, ConnectionError):
-            transport = self._ws._req.transport if self._ws._req else None  # noqa: SLF001
-            if transport is not None:
-                transport.abort()
+            if isinstance(self._transport, asyncio.WriteTransport):
+                self._transport.abort()
 
     def request_close(self, code: int, reason: str) -> None:
         """Close from outside the read loop (watchdog, slow reader) without waiting."""

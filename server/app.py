@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from aiohttp import web
@@ -46,7 +46,9 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-def _resources(config: Config) -> web.CleanupContextCallable:  # type: ignore[name-defined]
+def _resources(
+    config: Config,
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         data_dir = config.data_path
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
