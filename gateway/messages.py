@@ -205,6 +205,8 @@ def _heartbeat(d: Any) -> Heartbeat:
     if not isinstance(d, dict):
         raise _invalid("d must be an object")
     if "from" not in d and "to" not in d:
+        if "except" in d:
+            raise _invalid("except needs from and to")
         return Heartbeat(None, None, ())
     first = _number(d.get("from"), "from")
     last = _number(d.get("to"), "to")

@@ -448,9 +448,9 @@ class GatewayConnection:
         self.log.info("id-cert invalidated by client serial=%d", message.serial)
         if owner is None or owner.current_cert_id != cert.id:
             return  # an old cert: no token depends on it
-        if cert.session_ref != session.id:
-            state.hub.close_session(cert.session_ref, 4003, "id-cert invalidated")
-        else:
+        # Every connection of the session whose token died closes, this one too.
+        state.hub.close_session(cert.session_ref, 4003, "id-cert invalidated")
+        if cert.session_ref == session.id:
             raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "id-cert invalidated")
 
     # -- heartbeats

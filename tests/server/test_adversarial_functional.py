@@ -3,8 +3,8 @@
 Every error must be the contract's JSON ``{"errcode", "error", "message"}`` with
 the contract's code (PROTOCOL.md section 3): never a 500, never a hang and never
 a half-written row. Where the contract is silent, the assertion is what a careful
-server would do, and a comment says so. Tests that fail because of a server bug
-are marked ``xfail(strict=True)`` with the bug in one line.
+server would do, and a comment says so. What aiohttp answers itself, before our
+code runs, is marked ``xfail(strict=True)`` with the reason in one line.
 """
 
 from __future__ import annotations
