@@ -28,9 +28,8 @@ from websockets.asyncio.client import ClientConnection
 from server.client import P2Client, SessionKey
 from server.state import STATE
 from tests.conftest import FakeClock
-from tests.gateway.test_session_functional import (
+from tests.gateway.helpers import (
     RECV_TIMEOUT,
-    config,  # noqa: F401  (the parametrisable config fixture)
     expect_close,
     expect_hello,
     heartbeat,

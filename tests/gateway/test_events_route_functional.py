@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestServer
 
 from server.client import P2Client
 from server.config import Config
-from tests.conftest import make_config
-from tests.gateway.test_session_functional import (
+from tests.gateway.helpers import (
     NewSession,
     expect_close,
     expect_hello,
@@ -26,13 +22,6 @@ from tests.gateway.test_session_functional import (
     settings,
     store_low_keypackages,
 )
-
-
-@pytest.fixture
-def config(tmp_path: Path, request: pytest.FixtureRequest) -> Config:
-    """The conftest config, with sections changed by indirect parametrisation."""
-    sections: dict[str, dict[str, Any]] = getattr(request, "param", {})
-    return make_config(tmp_path / "data", **sections)
 
 
 async def test_events_without_token_is_unauthorized(client: P2Client) -> None:
