@@ -25,15 +25,11 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from server.certs import (
-    issue_actor_cert,
-    load_csr,
-    load_server_cert,
-    new_serial_number,
-)
+from server.certs import load_csr, load_server_cert
 from server.client import P2Client, SessionKey, build_csr
 from server.demo import ServerProcess, free_port
 from server.identity import KEY_FILE
+from server.issuing import issue_actor_cert, new_serial_number
 
 __all__ = [
     "BENCH_ENV",

@@ -17,17 +17,14 @@ import base64
 import binascii
 import functools
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .der import (
     BOOLEAN,
@@ -45,20 +42,15 @@ from .der import (
     decode_string,
     decode_time,
     decode_unsigned,
-    encode_bit_string,
-    encode_boolean,
-    encode_explicit,
-    encode_ia5_string,
-    encode_integer,
-    encode_octet_string,
-    encode_oid,
-    encode_sequence,
-    encode_set,
-    encode_time,
     read,
 )
 
 __all__ = [
+    "BASIC_CONSTRAINTS_OID",
+    "DC_OID",
+    "ED25519_OID",
+    "KEY_USAGE_OID",
+    "MAX_SERIAL",
     "UID_OID",
     "UNIQUE_IDENTIFIER_OID",
     "CSR",
@@ -67,26 +59,24 @@ __all__ = [
     "IDCert",
     "InvalidCSR",
     "InvalidIDCert",
-    "build_server_cert",
     "check_actor_cert_for",
+    "checked_domain",
     "decode_cert_input",
     "der_to_base64",
     "der_to_pem",
-    "issue_actor_cert",
     "load_csr",
     "load_id_cert",
     "load_server_cert",
-    "new_serial_number",
 ]
 
 UID_OID: Final = "0.9.2342.19200300.100.1.1"
 UNIQUE_IDENTIFIER_OID: Final = "0.9.2342.19200300.100.1.44"
 _CN_OID: Final = "2.5.4.3"
-_DC_OID: Final = "0.9.2342.19200300.100.1.25"
+DC_OID: Final = "0.9.2342.19200300.100.1.25"
 _X500_UNIQUE_IDENTIFIER_OID: Final = "2.5.4.45"
-_ED25519_OID: Final = "1.3.101.112"
-_BASIC_CONSTRAINTS_OID: Final = "2.5.29.19"
-_KEY_USAGE_OID: Final = "2.5.29.15"
+ED25519_OID: Final = "1.3.101.112"
+BASIC_CONSTRAINTS_OID: Final = "2.5.29.19"
+KEY_USAGE_OID: Final = "2.5.29.15"
 _EXTENSION_REQUEST_OID: Final = "1.2.840.113549.1.9.14"
 
 # Names used in messages for algorithms that clients commonly send instead.
@@ -127,7 +117,7 @@ _FID_RE: Final = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*", _FLAGS)
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*", _FLAGS)
 _LABEL_RE: Final = re.compile(r"[a-z0-9-]+", _FLAGS)
 _MAX_SESSION_ID: Final = 32
-_MAX_SERIAL: Final = 2**159  # positive and at most 20 octets in DER
+MAX_SERIAL: Final = 2**159  # positive and at most 20 octets in DER
 _MAX_QUOTED: Final = 64
 
 
@@ -358,7 +348,7 @@ def _single(
 
 def _dc_labels(parts: list[tuple[str, Element]], what: str, error: _Error) -> list[str]:
     """DC values in encoded order (most significant first), lower-cased."""
-    labels = [_text(value, "dc", error) for oid, value in parts if oid == _DC_OID]
+    labels = [_text(value, "dc", error) for oid, value in parts if oid == DC_OID]
     if not labels:
         raise error(f"{what} has no dc components")
     for label in labels:
@@ -376,7 +366,7 @@ def _check_server_name(
 ) -> str:
     """Check a server pDN (DC components only); return its domain."""
     for oid, _ in parts:
-        if oid != _DC_OID:
+        if oid != DC_OID:
             name = "cn" if oid == _CN_OID else oid
             raise error(f"{what} must contain only dc components, found {name!r}")
     return _domain_of(_dc_labels(parts, what, error))
@@ -454,7 +444,7 @@ def _check_ed25519(algorithm: Element, what: str, error: _Error) -> None:
     if not fields:
         raise DERError(f"{what} algorithm identifier is empty")
     oid = decode_oid(fields[0])
-    if oid != _ED25519_OID:
+    if oid != ED25519_OID:
         raise error(
             f"{what} algorithm {_algorithm_label(oid)!r} is not supported, only ed25519"
         )
@@ -545,14 +535,14 @@ def _key_usage(value: bytes | Element) -> frozenset[str]:
 def _check_requested(oid: str, value: Element, error: _Error) -> None:
     """Refuse requested CA rights; other requested extensions are ignored."""
     try:
-        if oid == _BASIC_CONSTRAINTS_OID:
+        if oid == BASIC_CONSTRAINTS_OID:
             ca, _ = _basic_constraints(value.encoded)
             if ca:
                 raise error("csr requests ca=true in basicconstraints")
-        elif oid == _KEY_USAGE_OID and "keyCertSign" in _key_usage(value):
+        elif oid == KEY_USAGE_OID and "keyCertSign" in _key_usage(value):
             raise error("csr requests the keycertsign key usage")
     except DERError as exc:
-        name = "basicconstraints" if oid == _BASIC_CONSTRAINTS_OID else "keyusage"
+        name = "basicconstraints" if oid == BASIC_CONSTRAINTS_OID else "keyusage"
         raise error(f"requested {name} is malformed: {exc}") from exc
 
 
@@ -568,7 +558,7 @@ def _check_attributes(attributes: list[Element], error: _Error) -> None:
                 for extension in _read_extensions(extensions):
                     inner = read(extension.value)
                     _check_requested(extension.oid, inner, error)
-        elif oid in (_BASIC_CONSTRAINTS_OID, _KEY_USAGE_OID):
+        elif oid in (BASIC_CONSTRAINTS_OID, KEY_USAGE_OID):
             # polyproto-rs puts the extension values directly into attributes.
             for value in values:
                 _check_requested(oid, value, error)
@@ -604,7 +594,7 @@ def load_csr(der: bytes, *, domain: str) -> CSR:
         ValueError: ``domain`` is not a valid domain.
         InvalidCSR: the CSR is malformed or breaks a rule.
     """
-    domain = _check_domain_argument(domain)
+    domain = checked_domain(domain)
     try:
         info, fields, attributes = _split_csr(der)
         version, subject, spki, algorithm, signature_element = fields
@@ -626,7 +616,13 @@ def load_csr(der: bytes, *, domain: str) -> CSR:
     return CSR(bytes(der), actor, subject.encoded, public_key)
 
 
-def _check_domain_argument(domain: str) -> str:
+def checked_domain(domain: str) -> str:
+    """``domain`` lower-cased, after checking it is a domain name.
+
+    Raises:
+        TypeError: it is not a string.
+        ValueError: it is not a valid domain name.
+    """
     if not isinstance(domain, str):
         raise TypeError(f"domain must be str, got {type(domain).__name__}")
     if not _DOMAIN_RE.fullmatch(domain):
@@ -718,19 +714,19 @@ def _tail_extensions(tail: list[Element]) -> dict[str, _Extension]:
 def _cert_capabilities(raw: _RawCert) -> tuple[bool, int | None, frozenset[str] | None]:
     """Return (cA, pathLen, key usages or None) and check criticality rules."""
     for oid, extension in raw.extensions.items():
-        known = oid in (_BASIC_CONSTRAINTS_OID, _KEY_USAGE_OID)
+        known = oid in (BASIC_CONSTRAINTS_OID, KEY_USAGE_OID)
         if extension.critical and not known:
             raise InvalidIDCert(f"unknown critical extension {oid!r}")
         if known and not extension.critical:
-            name = "basicconstraints" if oid == _BASIC_CONSTRAINTS_OID else "keyusage"
+            name = "basicconstraints" if oid == BASIC_CONSTRAINTS_OID else "keyusage"
             raise InvalidIDCert(f"{name} extension must be critical")
     ca, path_length, usages = False, None, None
     try:
-        if _BASIC_CONSTRAINTS_OID in raw.extensions:
-            bc = raw.extensions[_BASIC_CONSTRAINTS_OID].value
+        if BASIC_CONSTRAINTS_OID in raw.extensions:
+            bc = raw.extensions[BASIC_CONSTRAINTS_OID].value
             ca, path_length = _basic_constraints(bc)
-        if _KEY_USAGE_OID in raw.extensions:
-            usages = _key_usage(raw.extensions[_KEY_USAGE_OID].value)
+        if KEY_USAGE_OID in raw.extensions:
+            usages = _key_usage(raw.extensions[KEY_USAGE_OID].value)
     except DERError as exc:
         raise InvalidIDCert(
             f"basicconstraints or keyusage is malformed: {exc}"
@@ -831,169 +827,6 @@ def load_server_cert(der: bytes) -> IDCert:
         InvalidIDCert: the certificate is malformed or breaks a rule.
     """
     return _load(der, _check_root_cert)
-
-
-# --- issuing ----------------------------------------------------------------------
-
-
-def _extension(oid: str, value: bytes) -> bytes:
-    return encode_sequence(
-        encode_oid(oid), encode_boolean(True), encode_octet_string(value)
-    )
-
-
-_ED25519_ALGORITHM: Final = encode_sequence(encode_oid(_ED25519_OID))
-_ACTOR_EXTENSIONS: Final = encode_explicit(
-    3,
-    encode_sequence(
-        _extension(_BASIC_CONSTRAINTS_OID, encode_sequence()),
-        _extension(_KEY_USAGE_OID, encode_bit_string(b"\x80", 7)),
-    ),
-)
-_ROOT_EXTENSIONS: Final = encode_explicit(
-    3,
-    encode_sequence(
-        _extension(
-            _BASIC_CONSTRAINTS_OID,
-            encode_sequence(encode_boolean(True), encode_integer(0)),
-        ),
-        _extension(_KEY_USAGE_OID, encode_bit_string(b"\x04", 2)),
-    ),
-)
-
-
-def new_serial_number() -> int:
-    """Return a random positive serial number of at most 20 octets in DER."""
-    return secrets.randbelow(_MAX_SERIAL - 1) + 1
-
-
-def _server_name(domain: str) -> bytes:
-    rdns = [
-        encode_set(encode_sequence(encode_oid(_DC_OID), encode_ia5_string(label)))
-        for label in reversed(domain.split("."))
-    ]
-    return encode_sequence(*rdns)
-
-
-def _check_issue_arguments(serial_number: int, not_before: int, not_after: int) -> None:
-    if not 0 < serial_number < _MAX_SERIAL:
-        raise ValueError(f"serial number {serial_number!r} is out of range")
-    if not_after < not_before:
-        raise ValueError(f"validity {not_before!r}..{not_after!r} is empty")
-
-
-def _sign(
-    key: Ed25519PrivateKey,
-    *,
-    serial_number: int,
-    issuer: bytes,
-    subject: bytes,
-    validity: tuple[int, int],
-    public_key: bytes,
-    extensions: bytes,
-) -> bytes:
-    try:
-        times = encode_sequence(encode_time(validity[0]), encode_time(validity[1]))
-    except DERError as exc:
-        raise ValueError(f"validity {validity!r} cannot be encoded") from exc
-    tbs = encode_sequence(
-        encode_explicit(0, encode_integer(2)),
-        encode_integer(serial_number),
-        _ED25519_ALGORITHM,
-        issuer,
-        times,
-        subject,
-        encode_sequence(_ED25519_ALGORITHM, encode_bit_string(public_key)),
-        extensions,
-    )
-    signature = key.sign(tbs)
-    return encode_sequence(tbs, _ED25519_ALGORITHM, encode_bit_string(signature))
-
-
-def _raw_public_key(key: Ed25519PrivateKey) -> bytes:
-    if not isinstance(key, Ed25519PrivateKey):
-        raise TypeError(f"expected an Ed25519PrivateKey, got {type(key).__name__}")
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def build_server_cert(
-    private_key: Ed25519PrivateKey,
-    domain: str,
-    *,
-    serial_number: int,
-    not_valid_before: int,
-    not_valid_after: int,
-) -> bytes:
-    """
-    Build the self-signed server (root) ID-Cert for ``domain`` as DER.
-
-    The subject and issuer are the DCs of ``domain``, most significant first;
-    the extensions are BasicConstraints (cA true, pathLen 0) and KeyUsage
-    (keyCertSign), both critical.
-
-    Raises:
-        TypeError: ``private_key`` is not an Ed25519 private key.
-        ValueError: a bad domain, serial number or validity period.
-    """
-    public_key = _raw_public_key(private_key)
-    domain = _check_domain_argument(domain)
-    _check_issue_arguments(serial_number, not_valid_before, not_valid_after)
-    name = _server_name(domain)
-    return _sign(
-        private_key,
-        serial_number=serial_number,
-        issuer=name,
-        subject=name,
-        validity=(not_valid_before, not_valid_after),
-        public_key=public_key,
-        extensions=_ROOT_EXTENSIONS,
-    )
-
-
-def issue_actor_cert(
-    csr: CSR,
-    *,
-    issuer_key: Ed25519PrivateKey,
-    issuer_cert: IDCert,
-    serial_number: int,
-    not_valid_before: int,
-    not_valid_after: int,
-) -> bytes:
-    """
-    Issue an actor ID-Cert for a checked CSR, as DER.
-
-    The issuer is ``issuer_cert.subject_der`` byte for byte and the subject is
-    ``csr.subject_der``; the only extensions are BasicConstraints (cA false)
-    and KeyUsage (digitalSignature), both critical. Nothing else from the CSR
-    is copied. notAfter is capped at the issuer's notAfter.
-
-    Raises:
-        TypeError: ``issuer_key`` is not an Ed25519 private key.
-        ValueError: the key does not belong to ``issuer_cert``, the issuer is not
-            a CA of the CSR's domain, or a bad serial number or validity period.
-    """
-    if not issuer_cert.is_ca or issuer_cert.subject is not None:
-        raise ValueError("issuer certificate is not a server root certificate")
-    if _raw_public_key(issuer_key) != issuer_cert.public_key:
-        raise ValueError("issuer key does not belong to the issuer certificate")
-    if csr.subject.domain != issuer_cert.issuer_domain:
-        raise ValueError(
-            f"csr domain {csr.subject.domain!r} is not the issuer domain "
-            f"{issuer_cert.issuer_domain!r}"
-        )
-    if not_valid_before < issuer_cert.not_valid_before:
-        raise ValueError("notbefore lies before the issuer certificate's notbefore")
-    not_valid_after = min(not_valid_after, issuer_cert.not_valid_after)
-    _check_issue_arguments(serial_number, not_valid_before, not_valid_after)
-    return _sign(
-        issuer_key,
-        serial_number=serial_number,
-        issuer=issuer_cert.subject_der,
-        subject=csr.subject_der,
-        validity=(not_valid_before, not_valid_after),
-        public_key=csr.public_key,
-        extensions=_ACTOR_EXTENSIONS,
-    )
 
 
 # --- chain rules (PROTOCOL section 4, foreign actors) ---------------------------

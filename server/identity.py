@@ -15,7 +15,8 @@ from storage import certs as cert_store
 from storage.db import Connection, Database
 
 from . import clock
-from .certs import IDCert, build_server_cert, load_server_cert, new_serial_number
+from .certs import IDCert, load_server_cert
+from .issuing import build_server_cert, new_serial_number
 
 __all__ = ["IdentityError", "KEY_FILE", "ServerIdentity", "load_or_create", "rotate"]
 

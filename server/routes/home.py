@@ -32,10 +32,8 @@ from ..certs import (
     decode_cert_input,
     der_to_base64,
     der_to_pem,
-    issue_actor_cert,
     load_csr,
     load_id_cert,
-    new_serial_number,
 )
 from ..errors import APIError, ErrorCode
 from ..events import EventOp
@@ -46,6 +44,7 @@ from ..http import (
     require_object,
     require_str,
 )
+from ..issuing import issue_actor_cert, new_serial_number
 from ..names import is_local_name
 from ..rotation import renew_if_due
 from ..state import STATE, ServerState

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from server import certs, der
+from server import certs, der, issuing
 from server.certs import (
     CSR,
     UID_OID,
@@ -193,10 +193,10 @@ def root_key() -> Ed25519PrivateKey:
 @pytest.fixture
 def root(root_key: Ed25519PrivateKey) -> IDCert:
     return certs.load_server_cert(
-        certs.build_server_cert(
+        issuing.build_server_cert(
             root_key,
             "example.com",
-            serial_number=certs.new_serial_number(),
+            serial_number=issuing.new_serial_number(),
             not_valid_before=T0,
             not_valid_after=T0 + YEAR,
         )
@@ -217,11 +217,11 @@ def csr(actor_key: Ed25519PrivateKey) -> CSR:
 
 @pytest.fixture
 def actor_cert(csr: CSR, root_key: Ed25519PrivateKey, root: IDCert) -> IDCert:
-    der_bytes = certs.issue_actor_cert(
+    der_bytes = issuing.issue_actor_cert(
         csr,
         issuer_key=root_key,
         issuer_cert=root,
-        serial_number=certs.new_serial_number(),
+        serial_number=issuing.new_serial_number(),
         not_valid_before=T0 + DAY,
         not_valid_after=T0 + 31 * DAY,
     )
@@ -428,7 +428,7 @@ def test_load_csr_ignores_unknown_requested_extensions(
     )
     loaded = certs.load_csr(_openssl_csr(tmp_path, extra=extra), domain="example.com")
 
-    issued = certs.issue_actor_cert(
+    issued = issuing.issue_actor_cert(
         loaded,
         issuer_key=root_key,
         issuer_cert=root,
@@ -746,7 +746,7 @@ def test_issue_actor_cert_from_polyproto_rs_csr_is_minimal_der() -> None:
     root = certs.load_server_cert(_vector("server_cert.der"))
     loaded = certs.load_csr(_vector("actor_csr.der"), domain="polyphony.chat")
 
-    issued = certs.issue_actor_cert(
+    issued = issuing.issue_actor_cert(
         loaded,
         issuer_key=root_key,
         issuer_cert=root,
@@ -809,7 +809,7 @@ def test_build_server_cert_is_minimal_and_readable_by_cryptography(
 def test_build_server_cert_writes_dcs_most_significant_first(
     root_key: Ed25519PrivateKey,
 ) -> None:
-    data = certs.build_server_cert(
+    data = issuing.build_server_cert(
         root_key,
         "Chat.Example.ORG",
         serial_number=1,
@@ -845,12 +845,12 @@ def test_build_server_cert_rejects_bad_arguments(
     arguments.update(kwargs)
 
     with pytest.raises(ValueError, match=match):
-        certs.build_server_cert(root_key, **arguments)
+        issuing.build_server_cert(root_key, **arguments)
 
 
 def test_build_server_cert_rejects_other_key_types() -> None:
     with pytest.raises(TypeError, match="expected an Ed25519PrivateKey, got str"):
-        certs.build_server_cert(
+        issuing.build_server_cert(
             "key",  # type: ignore[arg-type]
             "example.com",
             serial_number=1,
@@ -864,11 +864,11 @@ def test_issue_actor_cert_parses_with_openssl(
     tmp_path: Path, root_key: Ed25519PrivateKey, root: IDCert
 ) -> None:
     loaded = certs.load_csr(_openssl_csr(tmp_path), domain="example.com")
-    issued = certs.issue_actor_cert(
+    issued = issuing.issue_actor_cert(
         loaded,
         issuer_key=root_key,
         issuer_cert=root,
-        serial_number=certs.new_serial_number(),
+        serial_number=issuing.new_serial_number(),
         not_valid_before=T0,
         not_valid_after=T0 + 30 * DAY,
     )
@@ -907,7 +907,7 @@ def test_issue_actor_cert_copies_issuer_and_subject_bytes(
     loaded = certs.load_csr(_build_csr(actor_key, _name(*avas)), domain="example.com")
 
     issued = certs.load_id_cert(
-        certs.issue_actor_cert(
+        issuing.issue_actor_cert(
             loaded,
             issuer_key=root_key,
             issuer_cert=odd_root,
@@ -940,7 +940,7 @@ def test_issue_actor_cert_caps_not_after_at_issuer(
     csr: CSR, root_key: Ed25519PrivateKey, root: IDCert
 ) -> None:
     issued = certs.load_id_cert(
-        certs.issue_actor_cert(
+        issuing.issue_actor_cert(
             csr,
             issuer_key=root_key,
             issuer_cert=root,
@@ -998,11 +998,11 @@ def test_issue_actor_cert_rejects_bad_arguments(
     }
 
     with pytest.raises(ValueError, match=match):
-        certs.issue_actor_cert(**arguments)
+        issuing.issue_actor_cert(**arguments)
 
 
 def test_new_serial_number_is_positive_and_at_most_20_octets() -> None:
-    serials = {certs.new_serial_number() for _ in range(500)}
+    serials = {issuing.new_serial_number() for _ in range(500)}
 
     assert len(serials) == 500
     for serial in serials:
@@ -1412,7 +1412,7 @@ def test_check_actor_cert_for_rejects_issuer_domain_mismatch(
     actor_cert: IDCert, root_key: Ed25519PrivateKey
 ) -> None:
     other = certs.load_server_cert(
-        certs.build_server_cert(
+        issuing.build_server_cert(
             root_key,
             "other.org",
             serial_number=1,
@@ -1432,7 +1432,7 @@ def test_check_actor_cert_for_rejects_other_signing_key(
     actor_cert: IDCert,
 ) -> None:
     impostor = certs.load_server_cert(
-        certs.build_server_cert(
+        issuing.build_server_cert(
             Ed25519PrivateKey.generate(),
             "example.com",
             serial_number=1,

@@ -15,7 +15,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from server.certs import build_server_cert, new_serial_number
 from server.config import Config
 from server.federation import (
     MAX_RESPONSE_BYTES,
@@ -23,6 +22,7 @@ from server.federation import (
     HomeServerUnreachable,
     is_public_address,
 )
+from server.issuing import build_server_cert, new_serial_number
 
 NOW = 1_800_000_000
 

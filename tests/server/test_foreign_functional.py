@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from server.certs import new_serial_number
 from server.client import P2Client, SessionKey, build_csr, identify_body
 from server.demo import free_port
+from server.issuing import new_serial_number
 from tests.conftest import DOMAIN, FakeClock, make_config
 
 DAY = 86400
