@@ -105,7 +105,7 @@ async def resolve_token(
 
     For a session of another server, the cert must also not be on its home
     server's invalidation list (cached; when the home server cannot be reached,
-    the last known list is trusted, so that an outage there locks nobody out).
+    the token is accepted, so that an outage there locks nobody out).
     ``check_home=False`` skips that list: for handing over the cert that
     replaced an invalidated one.
     """
