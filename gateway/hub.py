@@ -21,6 +21,8 @@ class Listener(Protocol):
 
     def request_close(self, code: int, reason: str) -> None: ...
 
+    async def flush(self) -> None: ...
+
     async def close(self, code: int, reason: str) -> None: ...
 
 
@@ -30,6 +32,30 @@ class Hub:
     def __init__(self) -> None:
         self._by_session: dict[int, set[Listener]] = {}
         self._open: set[Listener] = set()
+        # Connections with frames to write, in the order they got them; one task
+        # writes them all, instead of waking a writer task per connection.
+        self._dirty: dict[Listener, None] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def schedule_flush(self, listener: Listener) -> None:
+        """``listener`` queued a frame: write it soon, with the others."""
+        self._dirty[listener] = None
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._dirty:
+                batch = list(self._dirty)
+                self._dirty.clear()
+                for listener in batch:
+                    try:
+                        await listener.flush()
+                    except Exception:
+                        logger.exception("gateway flush failed")
+                        listener.request_close(1011, "internal error")
+        finally:
+            self._flusher = None
 
     def add(self, listener: Listener) -> None:
         """A connection opened; it is closed on shutdown even if never attached."""

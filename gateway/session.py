@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
@@ -47,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 _BACKLOG_PAGE: Final = 500
 _CLOSE_TIMEOUT: Final = 2.0
+# A flush right after a publish writes a frame itself only while that cannot
+# wait for the socket: small frames, little unsent data (aiohttp pauses writing
+# at 64 KiB). Everything else is left to the connection's writer task.
+_DIRECT_FRAME_MAX: Final = 16 * 1024
+_DIRECT_BUFFER_MAX: Final = 16 * 1024
 # aiohttp itself refuses frames this many times over the limit (close 1009),
 # before they are read into memory; smaller oversized frames get 4002 here.
 _HARD_FRAME_FACTOR: Final = 16
@@ -83,7 +89,12 @@ class GatewayConnection:
         self._transport = transport
         self._config = state.config.gateway
         self._protocol = GatewayProtocol()
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(self._config.send_queue_max)
+        # Frames waiting to be written, oldest first, at most send_queue_max.
+        # The hub's flush writes them right after a publish; the writer task
+        # takes over whenever a write might wait (a slow reader, a large frame).
+        self._pending: deque[bytes] = deque()
+        self._send_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
         # Backlog delivery fills the queue only to half, leaving the rest to
         # control frames and live events; ``_room`` says it may add more.
         self._backlog_limit = max(1, self._config.send_queue_max // 2)
@@ -106,7 +117,7 @@ class GatewayConnection:
     @property
     def queue_size(self) -> int:
         """How many frames wait to be written."""
-        return self._queue.qsize()
+        return len(self._pending)
 
     @property
     def write_buffer_size(self) -> int:
@@ -160,8 +171,7 @@ class GatewayConnection:
         self._protocol.closed()
         # Frames not yet written are dropped: events among them stay in the outbox.
         # Emptying the queue also frees a backlog delivery waiting for a free slot.
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._pending.clear()
         self._room.set()
         self.log.info("= connection closing code=%d reason=%s", code, reason)
         try:
@@ -212,31 +222,57 @@ class GatewayConnection:
         """Queue a frame without waiting; a full queue closes the connection."""
         if self._is_closing:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self._pending) >= self._config.send_queue_max:
             self.log.warning("send queue full, closing slow reader")
             self.request_close(CloseCode.POLICY_VIOLATION, "send queue full")
+            return
+        self._pending.append(frame)
+        self._state.hub.schedule_flush(self)
 
     async def _put(self, frame: bytes) -> None:
         """Queue a backlog frame once the queue is less than half full."""
-        while not self._is_closing and self._queue.qsize() >= self._backlog_limit:
+        while not self._is_closing and len(self._pending) >= self._backlog_limit:
             self._room.clear()
+            self._wake.set()
             await self._room.wait()
         if not self._is_closing:
-            self._queue.put_nowait(frame)
+            self._pending.append(frame)
+            self._state.hub.schedule_flush(self)
+
+    async def flush(self) -> None:
+        """Write what is queued now, as long as no write has to wait (by the hub)."""
+        if self._send_lock.locked():
+            self._wake.set()  # a write is under way; it will go on with these
+            return
+        await self._drain(direct=True)
 
     async def _writer(self) -> None:
-        try:
-            while True:
-                frame = await self._queue.get()
-                if self._queue.qsize() < self._backlog_limit:
-                    self._room.set()
-                await self._ws.send_frame(frame, WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError) as exc:
-            # The socket went away under us; nothing more can be written.
-            self.log.info("= write failed error=%s", type(exc).__name__)
-            self.request_close(CloseCode.GOING_AWAY, "write failed")
+        """Write what a flush left: frames that are large or meet a full socket."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._drain(direct=False)
+
+    async def _drain(self, *, direct: bool) -> None:
+        """Write queued frames in order; a direct drain stops before it could wait."""
+        async with self._send_lock:
+            try:
+                while self._pending and not self._closing:
+                    frame = self._pending[0]
+                    if direct and (
+                        len(frame) > _DIRECT_FRAME_MAX
+                        or self.write_buffer_size > _DIRECT_BUFFER_MAX
+                    ):
+                        self._wake.set()
+                        return
+                    self._pending.popleft()
+                    if len(self._pending) < self._backlog_limit:
+                        self._room.set()
+                    await self._ws.send_frame(frame, WSMsgType.TEXT)
+            except (ConnectionError, RuntimeError) as exc:
+                # The socket went away under us; nothing more can be written.
+                self.log.info("= write failed error=%s", type(exc).__name__)
+                self.request_close(CloseCode.GOING_AWAY, "write failed")
 
     def push_event(self, event: OutboxEvent) -> None:
         """A committed event for this session (called by the hub)."""
