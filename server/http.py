@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -19,12 +21,14 @@ from .state import STATE
 
 __all__ = [
     "Handler",
+    "decode_base64",
     "error_middleware",
     "error_response",
     "json_response",
     "parse_timestamp",
     "read_json",
     "require_object",
+    "require_object_field",
     "require_str",
     "timestamp_param",
 ]
@@ -191,6 +195,31 @@ def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise APIError(ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
     return body
+
+
+def require_object_field(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """A required field of a JSON object body that is itself an object.
+
+    Raises:
+        APIError: the field is missing or not an object.
+    """
+    value = body.get(name)
+    if not isinstance(value, dict):
+        raise APIError(ErrorCode.BAD_REQUEST, f"The field {name!r} must be an object.")
+    return value
+
+
+def decode_base64(text: str) -> bytes:
+    """Decode base64 in the standard or URL-safe alphabet, padded or not.
+
+    Raises:
+        ValueError: it is not base64.
+    """
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("not base64") from exc
 
 
 def require_str(body: dict[str, Any], name: str, *, max_length: int = 65536) -> str:

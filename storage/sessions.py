@@ -33,6 +33,13 @@ _COLUMNS = (
 )
 
 
+# A session row (s) followed by its current ID-Cert row (c), for joined queries.
+_SESSION_AND_CERT_COLUMNS = ", ".join(
+    [f"s.{c.strip()}" for c in _COLUMNS.split(",")]
+    + [f"c.{c.strip()}" for c in CERT_COLUMNS.split(",")]
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     id: int
@@ -195,10 +202,8 @@ async def get_live_session_with_cert(
     conn: Connection, fid: str, session_id: str
 ) -> tuple[Session, StoredCert | None] | None:
     """A live session and its current ID-Cert, in one query."""
-    session_columns = ", ".join("s." + c.strip() for c in _COLUMNS.split(","))
-    cert_columns = ", ".join("c." + c.strip() for c in CERT_COLUMNS.split(","))
     async with conn.execute(
-        f"SELECT {session_columns}, {cert_columns} FROM sessions s "
+        f"SELECT {_SESSION_AND_CERT_COLUMNS} FROM sessions s "
         "LEFT JOIN id_certs c ON c.id = s.current_cert_id "
         "WHERE s.fid = ? AND s.session_id = ? AND s.ended_at IS NULL",
         (fid, session_id),
@@ -218,10 +223,8 @@ async def session_for_token(
     conn: Connection, token_hash: bytes
 ) -> tuple[Session, StoredCert] | None:
     """The live session a token hash belongs to, with its current ID-Cert."""
-    session_columns = ", ".join("s." + c.strip() for c in _COLUMNS.split(","))
-    cert_columns = ", ".join("c." + c.strip() for c in CERT_COLUMNS.split(","))
     async with conn.execute(
-        f"SELECT {session_columns}, {cert_columns} "
+        f"SELECT {_SESSION_AND_CERT_COLUMNS} "
         "FROM tokens t JOIN sessions s ON s.id = t.session_ref "
         "JOIN id_certs c ON c.id = s.current_cert_id "
         "WHERE t.hash = ? AND s.ended_at IS NULL",

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import sqlite3
-from typing import Any
 
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
@@ -24,7 +21,14 @@ from ..auth import AUTH, Auth, authenticated_for_rotation, new_token, recheck
 from ..certs import IDCert, InvalidIDCert, decode_cert_input, load_id_cert
 from ..errors import APIError, ErrorCode
 from ..federation import HomeServerUnreachable
-from ..http import json_response, read_json, require_object, require_str
+from ..http import (
+    decode_base64,
+    json_response,
+    read_json,
+    require_object,
+    require_object_field,
+    require_str,
+)
 from ..state import STATE, ServerState
 from ..trust import verify_actor_cert
 from .common import check_rate
@@ -114,19 +118,11 @@ async def extern_idcert(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
-def require_object_field(body: dict[str, Any], name: str) -> dict[str, Any]:
-    value = body.get(name)
-    if not isinstance(value, dict):
-        raise APIError(ErrorCode.BAD_REQUEST, f"The field {name!r} must be an object.")
-    return value
-
-
 def _decode_signature(text: str) -> bytes:
     """Base64 (standard or URL-safe, padded or not) of a 64-byte Ed25519 signature."""
-    cleaned = text.strip().replace("-", "+").replace("_", "/")
     try:
-        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
+        raw = decode_base64(text)
+    except ValueError as exc:
         raise APIError(
             ErrorCode.INVALID_CHALLENGE, "The signature is not base64."
         ) from exc

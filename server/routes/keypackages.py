@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from typing import Any, Final
 
@@ -23,7 +22,7 @@ from ..auth import AUTH, Auth, authenticated
 from ..certs import load_id_cert
 from ..errors import APIError, ErrorCode
 from ..events import EventOp
-from ..http import json_response, read_json
+from ..http import decode_base64, json_response, read_json
 from ..keypackage import KeyPackageError, decode_keypackage, verify_keypackage
 from ..state import STATE
 from .common import local_actor_fid
@@ -151,10 +150,9 @@ def _checked(item: Any, signature_key: bytes, now: int) -> StoredKeyPackage:
     """
     if not isinstance(item, str):
         raise KeyPackageError("each keypackage must be a base64 string")
-    cleaned = item.strip().replace("-", "+").replace("_", "/")
     try:
-        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
+        raw = decode_base64(item)
+    except ValueError as exc:
         raise KeyPackageError("not base64") from exc
     package = decode_keypackage(raw)
     verify_keypackage(package, signature_key=signature_key, now=now)
