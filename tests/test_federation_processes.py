@@ -7,7 +7,7 @@ A's server ID-Cert and invalidation list over real HTTP.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -19,9 +19,12 @@ from server.demo import PASSWORD, ServerProcess, run_demo, two_servers
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    with two_servers(tmp_path) as pair:
-        yield pair
+async def servers(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    """Servers A and B, started and answering."""
+    with two_servers(tmp_path) as (a, b):
+        await a.wait_ready()
+        await b.wait_ready()
+        yield a, b
 
 
 async def test_demo_steps_pass_between_two_processes(
@@ -37,8 +40,6 @@ async def test_foreign_session_follows_home_server_changes(
     servers: tuple[ServerProcess, ServerProcess],
 ) -> None:
     a, b = servers
-    await a.wait_ready()
-    await b.wait_ready()
     async with P2Client(a.url) as home, P2Client(b.url) as foreign:
         await home.register("alice", PASSWORD)
         first = await home.trust(SessionKey("alice", a.domain, "s1"), PASSWORD)
@@ -93,8 +94,6 @@ async def test_extern_refuses_cert_of_other_session(
     servers: tuple[ServerProcess, ServerProcess],
 ) -> None:
     a, b = servers
-    await a.wait_ready()
-    await b.wait_ready()
     async with P2Client(a.url) as home, P2Client(b.url) as foreign:
         await home.register("alice", PASSWORD)
         first = await home.trust(SessionKey("alice", a.domain, "s1"), PASSWORD)
